@@ -1,0 +1,268 @@
+"""A deterministic, fail-fast ``.beton`` writer built from ffcv's own file format and field encoders.
+
+Why not ``ffcv.DatasetWriter`` directly: its worker processes book pages from a shared counter, so the
+layout (and the sha256) of a beton depends on scheduling; a worker exception hangs the parent forever
+(``../shared/reference/loading.md`` §1.1); and its sample count is fixed before the first image is read,
+so an unreadable image cannot be skipped. Here workers only *encode* (decode, corrupt, resize, JPEG) with
+ffcv's ``Field.encode`` into private buffers; the parent places the encoded samples into pages in sample
+order. Same format (ffcv's ``Reader``/``Loader`` read it unchanged), same per-image work, but
+byte-identical output for any worker count, prompt failure, and skips.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+import multiprocessing as mp
+import numpy as np
+from ffcv.fields.base import Field
+from ffcv.types import ALLOC_TABLE_TYPE, CURRENT_VERSION, TYPE_ID_HANDLER, FieldDescType, HeaderType, get_metadata_type
+
+from .errors import ImageError, WriterError
+
+MIN_PAGE_SIZE = 1 << 21
+DEFAULT_PAGE_SIZE = 1 << 23          # ffcv's default (4 x 2 MiB)
+_SENTINEL = np.uint64(1 << 62)        # placeholder pointers handed out while encoding in a worker
+
+
+def _align(ptr: int, page_size: int) -> int:
+    return -(-ptr // page_size) * page_size
+
+
+class _CaptureMalloc:
+    """Stands in for ffcv's page allocator inside a worker: hands out private buffers and fake pointers."""
+
+    def __init__(self) -> None:
+        self.buffers: List[np.ndarray] = []
+
+    def __call__(self, size: int) -> Tuple[int, np.ndarray]:
+        buf = np.empty(int(size), dtype="<u1")
+        self.buffers.append(buf)
+        return int(_SENTINEL) + len(self.buffers) - 1, buf
+
+
+def encode_sample(fields: Sequence[Field], metadata_type: np.dtype, values: Sequence[Any]) -> Tuple[np.ndarray, List[np.ndarray]]:
+    """Encode one sample with ffcv's field encoders: its metadata row and the data buffers it allocated."""
+    row = np.zeros(1, dtype=metadata_type)
+    malloc = _CaptureMalloc()
+    for name, field, value in zip(metadata_type.names, fields, values):
+        field.encode(row[name][0:1], value, malloc)
+    return row, malloc.buffers
+
+
+def _patch_pointers(row: np.ndarray, ptrs: Sequence[int]) -> None:
+    """Replace the fake pointers a worker wrote into ``row`` by the real file offsets."""
+    for name in row.dtype.names:
+        sub = row[name]
+        subnames = sub.dtype.names or (None,)
+        for s in subnames:
+            view = sub[s] if s is not None else sub
+            if view.dtype == np.dtype("<u8") and view[0] >= _SENTINEL:
+                view[0] = ptrs[int(view[0] - _SENTINEL)]
+
+
+class OrderedBetonFile:
+    """Sequential page writer for one beton: ``add`` samples in order, then ``close``.
+
+    Args:
+        path: where to write (callers pass a temporary path and rename it when complete).
+        fields: ffcv fields, in storage order.
+        capacity: the most samples that will be added (space for their metadata is reserved up front).
+        page_size: ffcv page size; a sample never straddles two pages.
+    """
+
+    def __init__(self, path: Path, fields: Mapping[str, Field], capacity: int, page_size: int = DEFAULT_PAGE_SIZE):
+        if page_size < MIN_PAGE_SIZE or page_size & (page_size - 1):
+            raise WriterError(f"page_size={page_size} must be a power of two >= {MIN_PAGE_SIZE}")
+        self.path, self.fields, self.page_size = Path(path), dict(fields), int(page_size)
+        self.metadata_type = get_metadata_type(list(self.fields.values()))
+        self.metadata = np.zeros(max(capacity, 0), dtype=self.metadata_type)
+        self.allocations: List[Tuple[int, int, int]] = []
+        self.count = 0
+        self.fp = open(self.path, "wb")
+        descriptors = np.zeros(len(self.fields), dtype=FieldDescType)
+        type_ids = {v: k for k, v in TYPE_ID_HANDLER.items()}
+        for i, (name, field) in enumerate(self.fields.items()):
+            encoded = np.frombuffer(name.encode("ascii"), dtype="<u1")
+            if len(encoded) > descriptors[0]["name"].shape[0]:
+                raise WriterError(f"field name '{name}' is longer than ffcv's 16-byte limit")
+            descriptors[i]["type_id"] = type_ids.get(type(field), 255)
+            descriptors[i]["name"][: len(encoded)] = encoded
+            descriptors[i]["arguments"][:] = field.to_binary()[0]
+        self.fp.write(np.zeros(1, dtype=HeaderType).tobytes())
+        self.fp.write(descriptors.tobytes())
+        self.metadata_start = HeaderType.itemsize + descriptors.nbytes
+        self.data_start = _align(self.metadata_start + self.metadata.nbytes, self.page_size)
+        self.page = np.zeros(self.page_size, dtype="<u1")
+        self.page_index, self.page_used = -1, self.page_size
+
+    def add(self, row: np.ndarray, buffers: Sequence[np.ndarray], what: str = "") -> int:
+        """Place one encoded sample (from ``encode_sample``); returns its sample id."""
+        total = int(sum(b.nbytes for b in buffers))
+        if total > self.page_size:
+            raise WriterError(f"{what or 'a sample'} needs {total} bytes, more than the page size "
+                              f"{self.page_size}; lower --max-resolution or raise --page-size")
+        if self.count >= len(self.metadata):
+            raise WriterError("more samples than the capacity reserved for this beton")
+        if self.page_used + total > self.page_size:
+            self._flush()
+            self.page_index += 1
+            self.page_used = 0
+            self.page.fill(0)
+        ptrs = []
+        for buf in buffers:
+            ptr = self.data_start + self.page_index * self.page_size + self.page_used
+            self.page[self.page_used: self.page_used + buf.nbytes] = buf
+            self.page_used += buf.nbytes
+            self.allocations.append((self.count, ptr, buf.nbytes))
+            ptrs.append(ptr)
+        _patch_pointers(row, ptrs)
+        self.metadata[self.count] = row[0]
+        self.count += 1
+        return self.count - 1
+
+    def _flush(self) -> None:
+        if self.page_index < 0:
+            return
+        self.fp.seek(self.data_start + self.page_index * self.page_size)
+        self.fp.write(self.page.tobytes())
+
+    def close(self) -> None:
+        """Write the last page, the allocation table, the metadata and the header."""
+        self._flush()
+        end = self.data_start + (self.page_index + 1) * self.page_size
+        if self.page_index < 0:
+            end = self.data_start
+        table = np.array(self.allocations, dtype=ALLOC_TABLE_TYPE) if self.allocations else np.zeros(0, ALLOC_TABLE_TYPE)
+        self.fp.seek(end)
+        self.fp.write(table.tobytes())
+        self.fp.seek(self.metadata_start)
+        self.fp.write(self.metadata[: self.count].tobytes())
+        header = np.zeros(1, dtype=HeaderType)
+        header[0]["version"] = CURRENT_VERSION
+        header[0]["num_fields"] = len(self.fields)
+        header[0]["page_size"] = self.page_size
+        header[0]["num_samples"] = self.count
+        header[0]["alloc_table_ptr"] = end
+        self.fp.seek(0)
+        self.fp.write(header.tobytes())
+        self.fp.close()
+
+    def abort(self) -> None:
+        if not self.fp.closed:
+            self.fp.close()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Parallel encoding, results consumed in order.
+
+@dataclass
+class EncodeJob:
+    """What a worker needs: how to make the field values of a position, and the fields that encode them.
+
+    ``make_values(pos)`` returns ``(values, info)``: the field values in storage order and a small tuple
+    of statistics (e.g. the original image size) that travels back to the parent for the manifest.
+    """
+
+    make_values: Callable[[int], Tuple[Sequence[Any], tuple]]
+    describe: Callable[[int], str]
+    fields: Mapping[str, Field]
+
+    def __post_init__(self) -> None:
+        self._fields = list(self.fields.values())
+        self._metadata_type = get_metadata_type(self._fields)
+
+    def encode(self, pos: int):
+        try:
+            values, info = self.make_values(pos)
+            row, buffers = encode_sample(self._fields, self._metadata_type, values)
+            return ("ok", pos, row, buffers, info)
+        except ImageError as exc:
+            return ("error", pos, exc.path, exc.reason, None)
+        except Exception as exc:  # noqa: BLE001 - reported with the file name, never swallowed
+            return ("error", pos, self.describe(pos), f"{type(exc).__name__}: {exc}", None)
+
+
+_JOB: Optional[EncodeJob] = None
+
+
+def _init_worker(job: EncodeJob) -> None:
+    global _JOB
+    _JOB = job
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)  # one process per core already; cv2's own threads would oversubscribe
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def _encode_chunk(positions: Sequence[int]):
+    assert _JOB is not None
+    return [_JOB.encode(p) for p in positions]
+
+
+def encode_in_order(job: EncodeJob, positions: Sequence[int], workers: int, chunk: int = 32) -> Iterator[tuple]:
+    """Yield ``job.encode(p)`` for every position, in order, using ``workers`` processes (0: inline).
+
+    At most ``4 * workers`` chunks are in flight, so memory does not grow with the dataset. A worker
+    that dies (killed, segfault) raises ``WriterError`` at once instead of hanging.
+    """
+    if workers <= 0:
+        for p in positions:
+            yield job.encode(int(p))
+        return
+    ctx = mp.get_context("fork")
+    chunks = [positions[i: i + chunk] for i in range(0, len(positions), chunk)]
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(job,)) as pool:
+        pending: deque = deque()
+        next_chunk = 0
+        try:
+            while next_chunk < len(chunks) or pending:
+                while next_chunk < len(chunks) and len(pending) < 4 * workers:
+                    pending.append(pool.submit(_encode_chunk, [int(p) for p in chunks[next_chunk]]))
+                    next_chunk += 1
+                for result in pending.popleft().result():
+                    yield result
+        except BrokenProcessPool:
+            raise WriterError("a writer worker process died (out of memory or killed?); nothing was written; "
+                              "retry with fewer --workers") from None
+        finally:
+            for f in pending:
+                f.cancel()
+
+
+def sha256_file(path: Path, bufsize: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fp:
+        while True:
+            block = fp.read(bufsize)
+            if not block:
+                break
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_beton(path: Path, expected_samples: Optional[int] = None) -> int:
+    """Re-open ``path`` with ffcv's own ``Reader`` and check its header and pointers; returns the count."""
+    from ffcv.reader import Reader
+
+    try:
+        reader = Reader(str(path))
+    except Exception as exc:  # noqa: BLE001
+        raise WriterError(f"{path}: not a readable .beton ({type(exc).__name__}: {exc})") from None
+    n = int(reader.num_samples)
+    if expected_samples is not None and n != expected_samples:
+        raise WriterError(f"{path}: header says {n} samples, expected {expected_samples}")
+    size = path.stat().st_size
+    table = reader.alloc_table
+    if len(table) and int((table["ptr"] + table["size"]).max()) > size:
+        raise WriterError(f"{path}: allocation table points past the end of the file (truncated?)")
+    return n
