@@ -8,6 +8,8 @@ import pytest
 
 os.environ.setdefault("FFCV_SSL_NO_PROGRESS", "1")
 
+pytest_plugins = ["slurm_support"]  # SLURM session fixture + slurm_executor (tests/slurm_support.py)
+
 
 @pytest.fixture(autouse=True)
 def seeded():
