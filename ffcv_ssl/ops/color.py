@@ -1,0 +1,169 @@
+"""Colour augmentations on uint8 views, with torchvision's tensor semantics (``transforms.v2.functional``).
+
+Each op is one pass over a view that sits in L2 (224x224x3 = 147 KB); passes are simple element-wise
+loops that numba vectorises, which beats one branchy fused pass. Semantics follow torchvision on
+uint8 tensors exactly, including its truncation back to uint8 after every op:
+- brightness: ``x * f``; contrast: blend with the mean of the floored luma; saturation: blend with
+  the floored luma of each pixel; luma weights (0.2989, 0.587, 0.114);
+- hue: RGB -> HSV, shift, HSV -> RGB in float32, back to uint8 as ``floor(x * 255.999)``;
+- grayscale: truncated luma on all three channels; solarize: ``x >= t -> 255 - x``.
+The colour-jitter order is a per-sample permutation (torchvision draws one per call).
+"""
+import math
+
+import numpy as np
+from numba import njit
+
+BRIGHTNESS, CONTRAST, SATURATION, HUE = 0, 1, 2, 3
+_LR, _LG, _LB = np.float32(0.2989), np.float32(0.587), np.float32(0.114)
+_ZERO, _TOP = np.float32(0.0), np.float32(255.0)
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _clamp_trunc(x):
+    return np.uint8(min(max(x, _ZERO), _TOP))
+
+
+@njit(cache=True, fastmath=True)
+def brightness(img, h, w, f):
+    f = np.float32(f)
+    for y in range(h):
+        row = img[y, :3 * w]
+        for i in range(3 * w):
+            row[i] = _clamp_trunc(f * row[i])
+
+
+@njit(cache=True, fastmath=True)
+def luma_mean(img, h, w):
+    """Mean over the view of ``floor(luma)``: the grey level contrast blends towards."""
+    total = 0.0
+    for y in range(h):
+        row = img[y, :3 * w]
+        acc = np.float32(0.0)
+        for x in range(w):
+            acc += math.floor(_LR * row[3 * x] + _LG * row[3 * x + 1] + _LB * row[3 * x + 2])
+        total += acc
+    return total / (h * w)
+
+
+@njit(cache=True, fastmath=True)
+def contrast(img, h, w, f):
+    mean = np.float32(luma_mean(img, h, w))
+    f = np.float32(f)
+    offset = (np.float32(1.0) - f) * mean
+    for y in range(h):
+        row = img[y, :3 * w]
+        for i in range(3 * w):
+            row[i] = _clamp_trunc(f * row[i] + offset)
+
+
+@njit(cache=True, fastmath=True)
+def saturation(img, h, w, f):
+    f = np.float32(f)
+    g = np.float32(1.0) - f
+    for y in range(h):
+        row = img[y, :3 * w]
+        for x in range(w):
+            r0 = np.float32(row[3 * x])
+            g0 = np.float32(row[3 * x + 1])
+            b0 = np.float32(row[3 * x + 2])
+            grey = g * np.float32(math.floor(_LR * r0 + _LG * g0 + _LB * b0))
+            row[3 * x] = _clamp_trunc(f * r0 + grey)
+            row[3 * x + 1] = _clamp_trunc(f * g0 + grey)
+            row[3 * x + 2] = _clamp_trunc(f * b0 + grey)
+
+
+@njit(cache=True, fastmath=True)
+def hue(img, h, w, shift):
+    """HSV hue rotation by ``shift`` turns (torchvision ``adjust_hue``, factor in [-0.5, 0.5])."""
+    inv255 = np.float32(1.0 / 255.0)
+    scale = np.float32(255.999)
+    one = np.float32(1.0)
+    shift = np.float32(shift)
+    for y in range(h):
+        row = img[y, :3 * w]
+        for x in range(w):
+            r = np.float32(row[3 * x]) * inv255
+            g = np.float32(row[3 * x + 1]) * inv255
+            b = np.float32(row[3 * x + 2]) * inv255
+            maxc = max(r, max(g, b))
+            minc = min(r, min(g, b))
+            rng = maxc - minc
+            if rng == np.float32(0.0):
+                continue                       # grey pixel: hue is undefined and nothing changes
+            s = rng / maxc
+            rc = (maxc - r) / rng
+            gc = (maxc - g) / rng
+            bc = (maxc - b) / rng
+            if maxc == r:
+                hh = bc - gc
+            elif maxc == g:
+                hh = np.float32(2.0) + rc - bc
+            else:
+                hh = np.float32(4.0) + gc - rc
+            hh = (hh / np.float32(6.0) + one) % one
+            hh = (hh + shift) % one
+            h6 = hh * np.float32(6.0)
+            i = int(math.floor(h6))
+            fr = h6 - np.float32(i)
+            i = i % 6
+            v = maxc
+            p = min(max((one - s) * v, _ZERO), one)
+            q = min(max((one - s * fr) * v, _ZERO), one)
+            t = min(max((s * fr + one - s) * v, _ZERO), one)
+            if i == 0:
+                r, g, b = v, t, p
+            elif i == 1:
+                r, g, b = q, v, p
+            elif i == 2:
+                r, g, b = p, v, t
+            elif i == 3:
+                r, g, b = p, q, v
+            elif i == 4:
+                r, g, b = t, p, v
+            else:
+                r, g, b = v, p, q
+            row[3 * x] = np.uint8(r * scale)
+            row[3 * x + 1] = np.uint8(g * scale)
+            row[3 * x + 2] = np.uint8(b * scale)
+
+
+@njit(cache=True, fastmath=True)
+def grayscale(img, h, w):
+    for y in range(h):
+        row = img[y, :3 * w]
+        for x in range(w):
+            l = np.uint8(_LR * np.float32(row[3 * x]) + _LG * np.float32(row[3 * x + 1])
+                         + _LB * np.float32(row[3 * x + 2]))
+            row[3 * x] = l
+            row[3 * x + 1] = l
+            row[3 * x + 2] = l
+
+
+@njit(cache=True, fastmath=True)
+def solarize(img, h, w, threshold):
+    t = np.float32(threshold)
+    for y in range(h):
+        row = img[y, :3 * w]
+        for i in range(3 * w):
+            v = row[i]
+            row[i] = np.uint8(255) - v if np.float32(v) >= t else v
+
+
+@njit(cache=True)
+def color_jitter(img, h, w, order, factors):
+    """Apply brightness/contrast/saturation/hue in ``order`` (a permutation of 0..3) with ``factors``.
+
+    A factor of exactly 1 (0 for hue) is skipped: torchvision's ops are the identity there.
+    """
+    for k in range(4):
+        op = order[k]
+        f = factors[op]
+        if op == BRIGHTNESS and f != 1.0:
+            brightness(img, h, w, f)
+        elif op == CONTRAST and f != 1.0:
+            contrast(img, h, w, f)
+        elif op == SATURATION and f != 1.0:
+            saturation(img, h, w, f)
+        elif op == HUE and f != 0.0:
+            hue(img, h, w, f)

@@ -1,0 +1,200 @@
+"""``MultiViewDecoder``: decode each stored image once, render V augmented views into one buffer.
+
+Stock ffcv decodes a JPEG again for every view (``PipelineSpec`` per view, +40% time per extra view,
+loading.md §1.3) and resizes with INTER_AREA. This ffcv ``Operation`` decodes once (at libjpeg-turbo's
+1/2 DCT scale when every crop of the sample is at least twice its output size), then crops, resizes
+(PIL's antialiased bilinear), flips, colour-jitters, greys, blurs and solarizes every view inside one
+parallel loop over the batch, into a ``(B, V, H, W, 3)`` uint8 buffer. Views may differ in size
+(multi-crop): view ``v`` occupies ``[:h_v, :w_v]`` of the largest size.
+
+Randomness comes from a counter RNG keyed by (seed, epoch, sample id, view), drawn before the
+parallel loop, so batches are identical for any worker count, batch composition or DDP rank.
+"""
+from dataclasses import dataclass, replace
+from typing import Callable, Optional, Sequence, Tuple
+
+import math
+
+import numba
+import numpy as np
+from ffcv.fields.rgb_image import IMAGE_MODES
+from ffcv.libffcv import imdecode
+from ffcv.pipeline.allocation_query import AllocationQuery
+from ffcv.pipeline.compiler import Compiler
+from ffcv.pipeline.operation import Operation
+from ffcv.pipeline.state import State
+from ffcv.utils import cast_int_to_byte_ptr
+
+from .blur import kernel_size_for
+from .resize import max_taps
+from .views import (CROP_CENTER, CROP_FULL, CROP_RANDOM, F_BLUR_P, F_BRIGHT, F_CENTER, F_CONTRAST, F_FLIP_P,
+                    F_GRAY_P, F_HUE, F_JITTER_P, F_LOGR_HI, F_LOGR_LO, F_SAT, F_SCALE_HI, F_SCALE_LO,
+                    F_SIG_HI, F_SIG_LO, F_SOLAR_P, F_SOLAR_T, I_BLUR_RADIUS, I_CROP_MODE, I_OUT_H, I_OUT_W,
+                    PARAM_FLOATS, PARAM_INTS, VIEW_FLOATS, VIEW_INTS, draw_params, half_scale_allowed,
+                    render_views)
+
+CROP_MODES = {"random": CROP_RANDOM, "center": CROP_CENTER, "full": CROP_FULL}
+
+
+@dataclass(frozen=True)
+class ViewRecipe:
+    """One view's augmentation; defaults are SimCLR's (arXiv 2002.05709, App. A).
+
+    ``crop``: ``random`` (RandomResizedCrop with ``scale``/``ratio``), ``center`` (square centre crop
+    of side ``center_ratio`` x the shorter side, the evaluation crop) or ``full`` (resize the whole
+    image). ``blur_kernel`` is the kernel size as a fraction of the view side (SimCLR: 10%).
+    """
+
+    size: Tuple[int, int] = (224, 224)
+    crop: str = "random"
+    scale: Tuple[float, float] = (0.08, 1.0)
+    ratio: Tuple[float, float] = (3 / 4, 4 / 3)
+    center_ratio: float = 0.875
+    flip_p: float = 0.5
+    jitter_p: float = 0.8
+    jitter: Tuple[float, float, float, float] = (0.8, 0.8, 0.8, 0.2)
+    gray_p: float = 0.2
+    blur_p: float = 0.5
+    blur_sigma: Tuple[float, float] = (0.1, 2.0)
+    blur_kernel: float = 0.1
+    solarize_p: float = 0.0
+    solarize_threshold: float = 128.0
+
+    def validate(self) -> "ViewRecipe":
+        probs = {"flip_p": self.flip_p, "jitter_p": self.jitter_p, "gray_p": self.gray_p,
+                 "blur_p": self.blur_p, "solarize_p": self.solarize_p}
+        for name, p in probs.items():
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"view {name}={p} must be a probability in [0, 1]")
+        if self.crop not in CROP_MODES:
+            raise ValueError(f"view crop={self.crop!r} must be one of {', '.join(CROP_MODES)}")
+        if min(self.size) < 1:
+            raise ValueError(f"view size={self.size} must be positive")
+        if not 0.0 < self.scale[0] <= self.scale[1] <= 1.0:
+            raise ValueError(f"view scale={self.scale} must satisfy 0 < min <= max <= 1")
+        if not 0.0 < self.ratio[0] <= self.ratio[1]:
+            raise ValueError(f"view ratio={self.ratio} must satisfy 0 < min <= max")
+        if not 0.0 < self.center_ratio <= 1.0:
+            raise ValueError(f"view center_ratio={self.center_ratio} must be in (0, 1]")
+        b, c, s, h = self.jitter
+        if min(b, c, s) < 0 or not 0.0 <= h <= 0.5:
+            raise ValueError(f"view jitter={self.jitter}: strengths must be >= 0 and hue in [0, 0.5]")
+        if not 0.0 < self.blur_sigma[0] <= self.blur_sigma[1]:
+            raise ValueError(f"view blur_sigma={self.blur_sigma} must satisfy 0 < min <= max")
+        if not 0.0 <= self.solarize_threshold <= 255.0:
+            raise ValueError(f"view solarize_threshold={self.solarize_threshold} must be in [0, 255]")
+        return self
+
+
+def recipes_to_arrays(recipes: Sequence[ViewRecipe]) -> Tuple[np.ndarray, np.ndarray]:
+    """Kernel form of the recipes: (V, VIEW_FLOATS) float64 and (V, VIEW_INTS) int64."""
+    vf = np.zeros((len(recipes), VIEW_FLOATS), np.float64)
+    vi = np.zeros((len(recipes), VIEW_INTS), np.int64)
+    for v, r in enumerate(recipes):
+        r.validate()
+        vf[v, F_SCALE_LO], vf[v, F_SCALE_HI] = r.scale
+        vf[v, F_LOGR_LO], vf[v, F_LOGR_HI] = math.log(r.ratio[0]), math.log(r.ratio[1])
+        vf[v, F_CENTER] = r.center_ratio
+        vf[v, F_FLIP_P] = r.flip_p
+        vf[v, F_JITTER_P] = r.jitter_p
+        vf[v, F_BRIGHT], vf[v, F_CONTRAST], vf[v, F_SAT], vf[v, F_HUE] = r.jitter
+        vf[v, F_GRAY_P] = r.gray_p
+        vf[v, F_BLUR_P] = r.blur_p
+        vf[v, F_SIG_LO], vf[v, F_SIG_HI] = r.blur_sigma
+        vf[v, F_SOLAR_P] = r.solarize_p
+        vf[v, F_SOLAR_T] = r.solarize_threshold
+        vi[v, I_OUT_H], vi[v, I_OUT_W] = r.size
+        vi[v, I_CROP_MODE] = CROP_MODES[r.crop]
+        vi[v, I_BLUR_RADIUS] = kernel_size_for(min(r.size), r.blur_kernel) // 2 if r.blur_p > 0 else 0
+    return vf, vi
+
+
+class MultiViewDecoder(Operation):
+    """Decoder for ``RGBImageField``: one decode per sample, ``len(recipes)`` views out.
+
+    Args:
+        recipes: one ``ViewRecipe`` per output view.
+        seed: augmentation seed (with the epoch, see ``set_epoch``, and the sample id it keys every draw).
+        half_scale: allow libjpeg-turbo's 1/2 DCT-scaled decode when every crop permits it.
+    """
+
+    def __init__(self, recipes: Sequence[ViewRecipe], seed: int = 0, half_scale: bool = True):
+        super().__init__()
+        if not recipes:
+            raise ValueError("MultiViewDecoder needs at least one view recipe")
+        self.recipes = tuple(recipes)
+        self.vf, self.vi = recipes_to_arrays(self.recipes)
+        self.seed = int(seed) & 0xFFFFFFFFFFFFFFFF
+        self.half_scale = bool(half_scale)
+        self.out_h = int(self.vi[:, I_OUT_H].max())
+        self.out_w = int(self.vi[:, I_OUT_W].max())
+        # The epoch lives in an array read through its address by the compiled code: numba freezes
+        # captured arrays as constants, so this is how a Python-side update reaches the kernel.
+        self._state = np.zeros(2, np.int64)
+
+    def set_epoch(self, epoch: int) -> None:
+        self._state[0] = int(epoch)
+
+    def declare_state_and_memory(self, previous_state: State) -> Tuple[State, Optional[AllocationQuery]]:
+        heights = self.metadata["height"].astype(np.int64)
+        widths = self.metadata["width"].astype(np.int64)
+        self.max_stored_side = int(max(heights.max(), widths.max())) if len(heights) else 1
+        # decode buffers are sized per sample by its own area (and allocated per thread at run time),
+        # never as max height x max width of the dataset (ffcv's memory blow-up, loading.md §1.4)
+        self.max_area = int((heights * widths).max()) if len(heights) else 1
+        shape = (len(self.recipes), self.out_h, self.out_w, 3)
+        dtype = np.dtype("<u1")
+        return replace(previous_state, jit_mode=True, shape=shape, dtype=dtype), AllocationQuery(shape, dtype)
+
+    def generate_code(self) -> Callable:
+        mem_read = self.memory_read
+        imdecode_c = Compiler.compile(imdecode)
+        my_range = Compiler.get_iterator()
+        vf, vi = self.vf, self.vi
+        n_views = len(self.recipes)
+        out_h, out_w = self.out_h, self.out_w
+        seed = np.uint64(self.seed)
+        state_addr = self._state.ctypes.data
+        half = self.half_scale
+        jpg = IMAGE_MODES["jpg"]
+        max_side = max(out_h, out_w)
+        taps_cap = max_taps(self.max_stored_side, int(min(vi[:, I_OUT_H].min(), vi[:, I_OUT_W].min())))
+        max_radius = max(1, int(vi[:, I_BLUR_RADIUS].max()))
+
+        def multi_view_decode(batch_indices, destination, metadata, storage_state):
+            n = len(batch_indices)
+            state = numba.carray(cast_int_to_byte_ptr(state_addr), (16,)).view(np.int64)
+            heights = np.empty(n, np.int64)
+            widths = np.empty(n, np.int64)
+            ids = np.empty(n, np.int64)
+            for b in range(n):
+                field = metadata[batch_indices[b]]
+                heights[b] = field["height"]
+                widths[b] = field["width"]
+                ids[b] = batch_indices[b]
+            pint = np.empty((n, n_views, PARAM_INTS), np.int64)
+            pflt = np.empty((n, n_views, PARAM_FLOATS), np.float64)
+            draw_params(ids, heights, widths, seed, state[0], vf, vi, pint, pflt)
+            for b in my_range(n):
+                field = metadata[batch_indices[b]]
+                data = mem_read(field["data_ptr"], storage_state)
+                h = heights[b]
+                w = widths[b]
+                out = destination[b].reshape((n_views, out_h, out_w * 3))
+                if field["mode"] == jpg:
+                    shrink = 2 if half and half_scale_allowed(pint[b], vi, h, w) else 1
+                    hh = (h + shrink - 1) // shrink
+                    ww = (w + shrink - 1) // shrink
+                    buf = np.empty(hh * ww * 3, np.uint8)
+                    imdecode_c(data, buf, h, w, h, w, 0, 0, 1, shrink, False, False)
+                    render_views(buf.reshape((hh, ww * 3)), hh, ww, shrink, out, pint[b], pflt[b], vi,
+                                 max_side, taps_cap, max_radius)
+                else:
+                    raw = np.empty(h * w * 3, np.uint8)
+                    raw[:] = data[:h * w * 3]
+                    render_views(raw.reshape((h, w * 3)), h, w, 1, out, pint[b], pflt[b], vi,
+                                 max_side, taps_cap, max_radius)
+            return destination[:n]
+
+        multi_view_decode.is_parallel = True
+        return multi_view_decode

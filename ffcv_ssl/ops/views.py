@@ -1,0 +1,136 @@
+"""Per-view augmentation recipes in kernel form, the per-sample parameter draw, and the per-view kernel.
+
+A recipe is a flat row of numbers per view (``VIEW_FLOATS``/``VIEW_INTS``); parameters of every
+(sample, view) are drawn from the counter RNG keyed by (seed, epoch, sample id, view) *before* the
+parallel loop, then each view is cropped+resized+flipped, colour-jittered, greyed, blurred and
+solarized in place in the order torchvision's SimCLR/BYOL recipes apply them.
+"""
+import math
+
+import numpy as np
+from numba import njit
+
+from ._rng import derive_key, uniform
+from .blur import gaussian_blur
+from .color import color_jitter, grayscale, solarize
+from .crops import center_crop, random_resized_crop
+from .resize import resize_crop
+
+# columns of the float recipe row
+F_SCALE_LO, F_SCALE_HI, F_LOGR_LO, F_LOGR_HI, F_CENTER, F_FLIP_P, F_JITTER_P = 0, 1, 2, 3, 4, 5, 6
+F_BRIGHT, F_CONTRAST, F_SAT, F_HUE, F_GRAY_P, F_BLUR_P, F_SIG_LO, F_SIG_HI = 7, 8, 9, 10, 11, 12, 13, 14
+F_SOLAR_P, F_SOLAR_T = 15, 16
+VIEW_FLOATS = 17
+# columns of the int recipe row
+I_OUT_H, I_OUT_W, I_CROP_MODE, I_BLUR_RADIUS = 0, 1, 2, 3
+VIEW_INTS = 4
+CROP_RANDOM, CROP_CENTER, CROP_FULL = 0, 1, 2
+
+# columns of the drawn per-(sample, view) parameters
+P_TOP, P_LEFT, P_CH, P_CW, P_FLIP, P_JITTER, P_ORDER, P_GRAY, P_BLUR = 0, 1, 2, 3, 4, 5, 6, 10, 11
+PARAM_INTS = 12
+Q_FACTORS, Q_SIGMA, Q_SOLAR = 0, 4, 5
+PARAM_FLOATS = 6
+
+
+@njit(cache=True)
+def draw_params(sample_ids, heights, widths, seed, epoch, vf, vi, pint, pflt):
+    """Fill ``pint[b, v]`` / ``pflt[b, v]`` for every sample of the batch and every view.
+
+    Each (sample, view) uses its own stream ``key(seed, epoch, sample id, view)``: draws 0-41 are the
+    crop, 50 flip, 51 jitter, 52-55 factors, 56-59 order, 60 grayscale, 61-62 blur, 63 solarize.
+    """
+    n_views = vf.shape[0]
+    base = derive_key(seed, epoch)
+    for b in range(len(sample_ids)):
+        skey = derive_key(base, sample_ids[b])
+        hgt = heights[b]
+        wid = widths[b]
+        for v in range(n_views):
+            key = derive_key(skey, v)
+            f = vf[v]
+            mode = vi[v, I_CROP_MODE]
+            if mode == CROP_RANDOM:
+                top, left, ch, cw = random_resized_crop(hgt, wid, f[F_SCALE_LO], f[F_SCALE_HI],
+                                                        f[F_LOGR_LO], f[F_LOGR_HI], key)
+            elif mode == CROP_CENTER:
+                top, left, ch, cw = center_crop(hgt, wid, f[F_CENTER])
+            else:
+                top, left, ch, cw = 0, 0, hgt, wid
+            p = pint[b, v]
+            q = pflt[b, v]
+            p[P_TOP] = top
+            p[P_LEFT] = left
+            p[P_CH] = ch
+            p[P_CW] = cw
+            p[P_FLIP] = uniform(key, 50) < f[F_FLIP_P]
+            jitter = uniform(key, 51) < f[F_JITTER_P]
+            p[P_JITTER] = jitter
+            # torchvision ColorJitter: factor ~ U(max(0, 1-s), 1+s) for b/c/s, U(-h, h) for hue
+            for k in range(3):
+                s = f[F_BRIGHT + k]
+                q[Q_FACTORS + k] = max(0.0, 1.0 - s) + (1.0 + s - max(0.0, 1.0 - s)) * uniform(key, 52 + k)
+            q[Q_FACTORS + 3] = f[F_HUE] * (2.0 * uniform(key, 55) - 1.0)
+            for k in range(4):       # Fisher-Yates: a uniform random order of the four ops
+                p[P_ORDER + k] = k
+            for k in range(3, 0, -1):
+                j = int(uniform(key, 56 + k) * (k + 1))
+                tmp = p[P_ORDER + k]
+                p[P_ORDER + k] = p[P_ORDER + j]
+                p[P_ORDER + j] = tmp
+            p[P_GRAY] = uniform(key, 60) < f[F_GRAY_P]
+            p[P_BLUR] = uniform(key, 61) < f[F_BLUR_P]
+            q[Q_SIGMA] = f[F_SIG_LO] + (f[F_SIG_HI] - f[F_SIG_LO]) * uniform(key, 62)
+            q[Q_SOLAR] = f[F_SOLAR_T] if uniform(key, 63) < f[F_SOLAR_P] else -1.0
+
+
+@njit(cache=True)
+def half_scale_allowed(pint, vi, height, width):
+    """True when every crop of the sample is at least twice its output size (1/2 DCT decode is exact enough)."""
+    if height < 2 or width < 2:
+        return False
+    for v in range(pint.shape[0]):
+        if pint[v, P_CH] < 2 * vi[v, I_OUT_H] or pint[v, P_CW] < 2 * vi[v, I_OUT_W]:
+            return False
+    return True
+
+
+@njit(cache=True)
+def render_views(img, height, width, shrink, out, pint, pflt, vi, max_side, taps_cap, max_radius):
+    """Write every view of one decoded sample into ``out`` (V, Hmax, Wmax * 3) uint8.
+
+    ``img`` is the decoded image (height, width * 3), decoded at 1/``shrink`` of the stored size
+    (crops are in stored-size coordinates). Scratch is allocated here, per sample: with glibc's
+    adaptive mmap threshold this costs microseconds, and it keeps the kernel free of shared state.
+    """
+    ys = np.empty(max_side, np.int64)
+    yn = np.empty(max_side, np.int64)
+    xs = np.empty(max_side, np.int64)
+    xn = np.empty(max_side, np.int64)
+    yw = np.empty((max_side, taps_cap), np.float32)
+    xw = np.empty((max_side, taps_cap), np.float32)
+    row = np.empty(3 * width, np.float32)
+    acc = np.empty(3 * max_side, np.float32)
+    taps = np.empty(2 * max_radius + 1, np.float64)
+    ring = np.empty((2 * max_radius + 1, 3 * max_side), np.float32)
+    vals = np.empty(3 * max_side, np.float32)
+    fbuf = np.empty(3 * max_side, np.float32)
+    for v in range(pint.shape[0]):
+        p = pint[v]
+        q = pflt[v]
+        oh = vi[v, I_OUT_H]
+        ow = vi[v, I_OUT_W]
+        top = p[P_TOP] // shrink
+        left = p[P_LEFT] // shrink
+        ch = max(1, min(p[P_CH] // shrink, height - top))
+        cw = max(1, min(p[P_CW] // shrink, width - left))
+        view = out[v]
+        resize_crop(img, top, left, ch, cw, view, oh, ow, p[P_FLIP] != 0, ys, yn, yw, xs, xn, xw, row, acc)
+        if p[P_JITTER]:
+            color_jitter(view, oh, ow, p[P_ORDER:P_ORDER + 4], q[Q_FACTORS:Q_FACTORS + 4])
+        if p[P_GRAY]:
+            grayscale(view, oh, ow)
+        if p[P_BLUR] and vi[v, I_BLUR_RADIUS] > 0:
+            gaussian_blur(view, oh, ow, q[Q_SIGMA], vi[v, I_BLUR_RADIUS], taps, ring, vals, fbuf, q[Q_SOLAR])
+        elif q[Q_SOLAR] >= 0.0:
+            solarize(view, oh, ow, q[Q_SOLAR])
