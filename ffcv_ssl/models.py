@@ -56,6 +56,8 @@ def check_arch(arch: str) -> None:
     """
     import timm
 
+    from . import small_resnets  # noqa: F401  (registers the narrow ResNets in timm)
+
     if timm.is_model(arch):
         return
     close = difflib.get_close_matches(arch, timm.list_models(), n=3, cutoff=0.6)

@@ -71,7 +71,7 @@ class DataConfig:
 
     train: str = MISSING                  # a .beton written by 'ffcv-ssl write'
     val: Optional[str] = None             # optional: a beton for evaluation during/after training
-    batch_size: int = 256                 # per process; the global batch is batch_size x world size
+    batch_size: int = 256                 # GLOBAL batch; each of N processes loads batch_size / N
     num_workers: int = 0                  # loader threads per process; 0: the CPUs in this process's affinity mask
     order: str = "random"                 # random | quasi_random (one process only) | sequential
     os_cache: bool = True                 # memory-map the beton (page cache shared by all processes on a node)
@@ -79,6 +79,9 @@ class DataConfig:
     batches_ahead: int = 3
     half_scale_decode: bool = True        # libjpeg-turbo 1/2 DCT decode when every crop allows it
     views: List[ViewConfig] = field(default_factory=lambda: [ViewConfig(count=2)])
+    subset: str = "all"                   # train on a nested subset of the beton: a count or 10k/50k/.../1M/all
+    subset_seed: int = 0                  # (the writers' nested-subset rule: a prefix of one seeded permutation)
+    subset_balanced: bool = False
     eval_size: int = 224
     eval_center_ratio: float = 0.875
     mean: Tuple[float, float, float] = IMAGENET_MEAN

@@ -7,6 +7,7 @@ conversion and normalisation happen there in torch (``finish.py``). On CPU the s
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from dataclasses import dataclass, field
@@ -35,6 +36,41 @@ class Batch:
         return len(self.label)
 
 
+def _safe_epoch_iterator():
+    """ffcv's ``EpochIterator``, except that an exception in its thread reaches the consumer.
+
+    Upstream, a failing batch kills the worker thread silently and ``next()`` then waits forever on its
+    queue; here the exception is queued and re-raised in the training loop.
+    """
+    from ffcv.loader.epoch_iterator import EpochIterator
+
+    class SafeEpochIterator(EpochIterator):
+        error: Optional[BaseException] = None
+
+        def run(self):
+            try:
+                super().run()
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer thread
+                self.error = exc
+                while not self.terminate_event.is_set():
+                    try:
+                        self.output_queue.put(None, timeout=0.5)
+                        break
+                    except Exception:  # noqa: BLE001 - queue full: the consumer is slow; retry
+                        continue
+
+        def __next__(self):
+            try:
+                return super().__next__()
+            except StopIteration:
+                if self.error is not None:     # set before the end marker was queued
+                    raise RuntimeError(f"the loader thread failed: {type(self.error).__name__}: "
+                                       f"{self.error}") from self.error
+                raise
+
+    return SafeEpochIterator
+
+
 def _check_beton(path: str) -> Path:
     p = Path(path)
     if not p.exists():
@@ -42,6 +78,48 @@ def _check_beton(path: str) -> Path:
     if p.is_dir():
         raise UserError(f"beton {p} is a directory; give the .beton file")
     return p
+
+
+_OS_CACHE_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _safe_os_cache():
+    """Build an ffcv ``Loader`` whose memory manager does not corrupt numba's type cache.
+
+    ffcv 1.0.2's ``OSCacheManager.state_type`` does ``t = nb.uint8[::1]; t.mutable = False``: it flips the
+    *interned* ``array(uint8, 1d, C)`` type to read-only for the whole process. Every later compilation
+    that meets a cached typing of a uint8 vector (``np.empty(n, np.uint8)``, a row of an image) then fails
+    with "Cannot modify readonly array"; the first Loader of a process compiles before the damage
+    matters, the second (train + val, or a bench) died in its worker thread and hung its consumer.
+    This swaps in, while one Loader is built, a manager with the same reader but a fresh read-only type.
+    """
+    import numba as nb
+    import numpy as np
+    from ffcv.loader import loader as ffcv_loader
+    from ffcv.memory_managers.os_cache import OSCacheManager
+    from ffcv.pipeline.compiler import Compiler
+
+    class SafeOSCacheManager(OSCacheManager):
+        @property
+        def state_type(self):
+            return nb.types.Tuple([nb.types.Array(nb.uint8, 1, "C", readonly=True), nb.uint64[::1], nb.uint64[::1]])
+
+        def compile_reader(self):
+            def read(address, mem_state):
+                size = mem_state[2][np.searchsorted(mem_state[1], address)]
+                return mem_state[0][address:address + size]
+
+            ret = nb.types.Array(nb.uint8, 1, "C", readonly=True)
+            return Compiler.compile(read, ret(nb.uint64, self.state_type))
+
+    with _OS_CACHE_LOCK:
+        original = ffcv_loader.OSCacheManager
+        ffcv_loader.OSCacheManager = SafeOSCacheManager
+        try:
+            yield
+        finally:
+            ffcv_loader.OSCacheManager = original
 
 
 def _check_threading_layer() -> None:
@@ -82,6 +160,8 @@ class ViewLoader:
 
         from ..ops.decoder import MultiViewDecoder
 
+        for v in views:
+            v.validate()                  # ConfigError (one line) before any work
         configure_numba()
         _check_beton(path)
         if order not in ("random", "quasi_random", "sequential"):
@@ -123,9 +203,10 @@ class ViewLoader:
                 pipelines[name] = None
         orders = {"random": OrderOption.RANDOM, "quasi_random": OrderOption.QUASI_RANDOM,
                   "sequential": OrderOption.SEQUENTIAL}
-        self.loader = Loader(self.path, batch_size=batch_size, num_workers=self.num_workers, os_cache=os_cache,
-                             order=orders[order], distributed=distributed, seed=self.seed, indices=indices,
-                             pipelines=pipelines, drop_last=drop_last, batches_ahead=batches_ahead)
+        with _safe_os_cache():
+            self.loader = Loader(self.path, batch_size=batch_size, num_workers=self.num_workers, os_cache=os_cache,
+                                 order=orders[order], distributed=distributed, seed=self.seed, indices=indices,
+                                 pipelines=pipelines, drop_last=drop_last, batches_ahead=batches_ahead)
         if len(self.loader) == 0:
             raise UserError(f"{path}: fewer samples ({len(self.loader.indices)}) than one batch of "
                             f"{batch_size}; lower the batch size or pass drop_last=False")
@@ -153,7 +234,6 @@ class ViewLoader:
 
         The worker thread is always closed and joined, even when the consumer stops early.
         """
-        from ffcv.loader.epoch_iterator import EpochIterator
         from ffcv.pipeline.compiler import Compiler
 
         loader = self.loader
@@ -167,7 +247,7 @@ class ViewLoader:
         if len(order) == 0:
             self.epoch = epoch + 1
             return
-        it = EpochIterator(loader, order)
+        it = _safe_epoch_iterator()(loader, order)
         self._live = it
         names = list(loader.pipeline_specs)
         try:
@@ -177,8 +257,11 @@ class ViewLoader:
                     self._checked_layer = True
                 out = dict(zip(names, raw))
                 views = self.finisher(out["image"])
-                levels = {n: out[n].long() for n in self.level_names if n in out}
-                yield Batch(views, out["label"].long(), levels, out.get("index"))
+                # copies: ffcv reuses its (batches_ahead + 2) output slots, so a tensor handed out as is
+                # would be overwritten by a later batch while the caller still holds it
+                levels = {n: out[n].to(torch.int64, copy=True) for n in self.level_names if n in out}
+                index = out["index"].to(torch.int64, copy=True) if "index" in out else None
+                yield Batch(views, out["label"].to(torch.int64, copy=True), levels, index)
             self.epoch = epoch + 1
         finally:
             it.close()
@@ -217,7 +300,7 @@ def make_loader(cfg: DataConfig, split: str = "train", *, views: Optional[Sequen
     return ViewLoader(path, views, batch_size=batch_size or cfg.batch_size, num_workers=cfg.num_workers,
                       order=order or (cfg.order if split == "train" else "sequential"), seed=seed,
                       distributed=distributed, os_cache=cfg.os_cache,
-                      drop_last=cfg.drop_last if drop_last is None else drop_last,
+                      drop_last=(cfg.drop_last if split == "train" else False) if drop_last is None else drop_last,
                       batches_ahead=cfg.batches_ahead, half_scale_decode=cfg.half_scale_decode, device=device,
                       dtype=dtype, channels_last=channels_last, mean=cfg.mean, std=cfg.std, indices=indices,
                       with_index=with_index)

@@ -190,10 +190,12 @@ class MultiViewDecoder(Operation):
                     render_views(buf.reshape((hh, ww * 3)), hh, ww, shrink, out, pint[b], pflt[b], vi,
                                  max_side, taps_cap, max_radius)
                 else:
-                    raw = np.empty(h * w * 3, np.uint8)
-                    raw[:] = data[:h * w * 3]
-                    render_views(raw.reshape((h, w * 3)), h, w, 1, out, pint[b], pflt[b], vi,
-                                 max_side, taps_cap, max_radius)
+                    # row by row into a 2-D array: any write into a fresh uint8 *vector* fails to type once
+                    # a stock ffcv Loader has flipped numba's interned uint8[::1] to read-only (loader.py)
+                    raw = np.empty((h, w * 3), np.uint8)
+                    for y in range(h):
+                        raw[y] = data[y * w * 3:(y + 1) * w * 3]
+                    render_views(raw, h, w, 1, out, pint[b], pflt[b], vi, max_side, taps_cap, max_radius)
             return destination[:n]
 
         multi_view_decode.is_parallel = True

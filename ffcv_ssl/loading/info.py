@@ -1,0 +1,73 @@
+"""What a beton holds, for the engine and for results: sample and class counts, provenance from its manifest."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from ..errors import UserError
+
+
+@dataclass
+class BetonInfo:
+    path: str
+    num_samples: int
+    num_classes: int
+    dataset: str = ""
+    split: str = ""
+    size: Optional[int] = None              # subset size when the beton is a nested subset
+    corruption: str = "none"                # canonical corruption string (results.json)
+    pool: List[str] = field(default_factory=list)
+    sha256: str = ""
+    level_names: Dict[str, List[str]] = field(default_factory=dict)
+    manifest: Optional[Dict[str, Any]] = None
+
+
+def beton_info(path: str | Path) -> BetonInfo:
+    """Read the beton's header (and its manifest when there is one) without loading any image."""
+    from ffcv.reader import Reader
+
+    from dataset_writers.manifest import manifest_path, read_manifest
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"beton {path} does not exist; write it with 'ffcv-ssl write' or fix the path")
+    try:
+        reader = Reader(str(path))
+    except Exception as exc:  # noqa: BLE001
+        raise UserError(f"{path}: not a readable .beton ({type(exc).__name__}: {exc})") from None
+    names = list(reader.handlers)
+    if "label" not in names:
+        raise UserError(f"{path}: has no 'label' field (fields: {', '.join(names)})")
+    labels = reader.metadata[f"f{names.index('label')}"]
+    n = int(reader.num_samples)
+    manifest = read_manifest(path) if manifest_path(path).exists() else None
+    if manifest is None:
+        return BetonInfo(str(path), n, int(labels.max()) + 1 if n else 0, dataset=path.stem)
+    corruption = "none"
+    if manifest.get("corruption"):
+        from dataset_writers.corruptions import CorruptionChain
+
+        corruption = CorruptionChain.from_manifest(manifest["corruption"]).describe()
+    sources = manifest.get("sources") or []
+    pool = [s.get("dataset", "") for s in sources] if len(sources) > 1 else []
+    subset = manifest.get("subset") or {}
+    return BetonInfo(str(path), n, int(manifest.get("num_classes") or (int(np.max(labels)) + 1)),
+                     dataset="pool" if pool else manifest.get("dataset", path.stem), split=manifest.get("split", ""),
+                     size=subset.get("n") if isinstance(subset, dict) else None, corruption=corruption, pool=pool,
+                     sha256=manifest.get("sha256", ""),
+                     level_names={k: v.get("names", []) for k, v in (manifest.get("label_levels") or {}).items()},
+                     manifest=manifest)
+
+
+def beton_labels(path: str | Path, field_name: str = "label") -> np.ndarray:
+    """Integer labels (or another integer field) of every sample, from the beton's metadata table."""
+    from ffcv.reader import Reader
+
+    reader = Reader(str(path))
+    names = list(reader.handlers)
+    if field_name not in names:
+        raise UserError(f"{path}: has no field '{field_name}' (fields: {', '.join(names)})")
+    return np.asarray(reader.metadata[f"f{names.index(field_name)}"], dtype=np.int64)

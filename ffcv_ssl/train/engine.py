@@ -1,0 +1,252 @@
+"""The pretraining loop: one function, explicit arguments, no globals; every method through one code path.
+
+``pretrain(cfg)`` builds the multi-view loader, a timm backbone and the registered objective, LARS with
+warm-up + cosine, optional DDP (torchrun or SLURM task variables; NCCL on GPU, gloo on CPU), bf16 autocast
+on GPU, and resumes from the newest checkpoint in ``out_dir``. Resuming restores model, optimizer, scaler,
+EMA target / queue, schedule position, loader epoch and batch, and RNG states; because every augmentation
+is keyed by (seed, epoch, sample id) a resumed run reproduces the uninterrupted one.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import torch
+
+from ..checkpoint import (checkpoint_path, export_backbone, gather_rng, latest_checkpoint, load_checkpoint,
+                          prune_checkpoints, restore_rng, save_checkpoint)
+from ..config import save_config
+from ..console import console, progress_bar
+from ..distributed import DistEnv, all_reduce_mean, cleanup, init_distributed, per_process_batch
+from ..errors import UserError
+from ..loading.info import beton_info
+from ..loading.loader import make_loader
+from ..models import build_backbone, check_arch, maybe_sync_batchnorm
+from ..objectives import build_objective
+from ..optim import WarmupCosine, build_optimizer, scaled_lr
+from .config import TrainConfig
+from .metrics import MetricsLog
+
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+def resolve_device(cfg: TrainConfig, env_device: str) -> torch.device:
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise UserError("device=cuda but no CUDA device is visible; use device=auto or device=cpu")
+    return torch.device(env_device if cfg.device in ("auto", "cuda") else "cpu")
+
+
+def resolve_precision(cfg: TrainConfig, device: torch.device) -> str:
+    if cfg.precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    if cfg.precision == "fp16" and device.type != "cuda":
+        raise UserError("precision=fp16 needs a GPU; use precision=fp32 (or auto) on CPU")
+    return cfg.precision
+
+
+def pretrain_info(cfg: TrainConfig) -> Dict[str, Any]:
+    """What results.json needs to know about this run (``PretrainInfo`` fields)."""
+    info = beton_info(cfg.data.train)
+    return {"method": cfg.objective.name, "dataset": info.dataset, "size": info.size or info.num_samples,
+            "corruption": info.corruption, "pool": info.pool, "arch": cfg.model.arch, "epochs": cfg.optim.epochs,
+            "seed": cfg.seed, "train_beton": info.path, "train_sha256": info.sha256}
+
+
+def pretrain(cfg: TrainConfig) -> Dict[str, Any]:
+    """Train (or resume) and return the summary written to ``out_dir/summary.json``."""
+    out = Path(cfg.out_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"out_dir {out} is a file; choose a directory")
+    check_arch(cfg.model.arch)
+    info = beton_info(cfg.data.train)                       # missing/foreign beton: one line, before any work
+    local_batch = per_process_batch(cfg.data.batch_size, DistEnv.from_environ().world_size)
+    env = init_distributed()
+    device = resolve_device(cfg, env.device)
+    precision = resolve_precision(cfg, device)
+    main = env.rank == 0
+
+    indices = None
+    if cfg.data.subset != "all":
+        from ..evaluation.budgets import budget_positions, parse_budget
+        from ..loading.info import beton_labels
+
+        indices = budget_positions(beton_labels(cfg.data.train), parse_budget(cfg.data.subset), seed=cfg.data.subset_seed,
+                                   balanced=cfg.data.subset_balanced, where=str(cfg.data.train))
+    torch.manual_seed(cfg.seed)
+    backbone = build_backbone(cfg.model)
+    init_source = None
+    if cfg.init_from:
+        from ..evaluation.backbones import load_into
+
+        init_source = load_into(backbone, cfg.init_from, cfg.model.arch)
+    if cfg.freeze_backbone:
+        for p in backbone.parameters():
+            p.requires_grad_(False)
+    objective = build_objective(cfg.objective, backbone, info.num_classes)
+    num_views = sum(v.count for v in cfg.data.views)
+    objective.check_setup(num_views, cfg.data.batch_size)
+    objective.to(device)
+    objective, bn_note = maybe_sync_batchnorm(objective, cfg.model.sync_bn, device, env.world_size)
+    if cfg.model.compile:
+        objective.backbone.compile(mode=cfg.model.compile_mode)
+    loader = make_loader(cfg.data, "train", seed=cfg.seed, distributed=env.distributed, device=device,
+                         dtype=_DTYPES[precision] if device.type == "cuda" else torch.float32,
+                         channels_last=cfg.model.channels_last, batch_size=local_batch, indices=indices)
+    steps_per_epoch = len(loader)
+    optimizer = build_optimizer(objective, cfg.optim, cfg.data.batch_size)
+    schedule = WarmupCosine.from_config(optimizer, cfg.optim, steps_per_epoch, cfg.data.batch_size)
+    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
+    model = objective
+    if env.distributed:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        model = DDP(objective, device_ids=[device.index] if device.type == "cuda" else None,
+                    forward_sync_buffers=False)
+
+    ckpt_dir = out / "checkpoints"
+    step, epoch, start_batch = 0, 0, 0
+    resumed = latest_checkpoint(ckpt_dir)
+    if resumed is not None:
+        state = load_checkpoint(resumed, model=objective, optimizer=optimizer, scaler=scaler, schedule=schedule,
+                                expected_arch=cfg.model.arch)
+        restore_rng(state["rng"], env.rank)
+        step, epoch, start_batch = state["step"], state["epoch"], state["batch_in_epoch"]
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
+        n_used = len(indices) if indices is not None else info.num_samples
+        console.print(f"[bold]pretrain[/] {cfg.objective.name} {cfg.model.arch} on {info.path} "
+                      f"({n_used:,} images, {num_views} views) | world {env.world_size} | {device} "
+                      f"{precision} | batch {cfg.data.batch_size} (lr {scaled_lr(cfg.optim, cfg.data.batch_size):.4g})"
+                      f" | {bn_note}" + (f" | resumed from {resumed.name} (step {step})" if resumed else ""))
+    log = MetricsLog(out, cfg.tensorboard, enabled=main)
+    total_steps = cfg.optim.epochs * steps_per_epoch
+    stop_at = min(total_steps, cfg.max_steps) if cfg.max_steps else total_steps
+
+    def save(batch_in_epoch: int, at_epoch: int) -> None:
+        rng = gather_rng()                                   # collective: every rank
+        if main:
+            save_checkpoint(checkpoint_path(ckpt_dir, step), model=objective, arch=cfg.model.arch, step=step,
+                            epoch=at_epoch, batch_in_epoch=batch_in_epoch, optimizer=optimizer, scaler=scaler,
+                            schedule=schedule, rng=rng, config=cfg)
+            prune_checkpoints(ckpt_dir, cfg.keep_checkpoints)
+
+    t_start = time.perf_counter()
+    wait_total, seen, last_loss = 0.0, 0, float("nan")
+    window: Dict[str, float] = {}
+    window_n = 0
+    try:
+        with progress_bar("loss", "lr", "rate") as bar:
+            task = bar.add_task("pretrain", total=stop_at, completed=step, loss="", lr="", rate="")
+            while step < stop_at:
+                loader.set_epoch(epoch)
+                objective.train()
+                if cfg.freeze_backbone:
+                    objective.backbone.eval()           # frozen: batch-norm statistics stay as pretrained
+                t_wait = time.perf_counter()
+                for i, batch in enumerate(loader.iterate(start_batch), start=start_batch):
+                    wait_total += time.perf_counter() - t_wait
+                    with torch.autocast(device.type, dtype=_DTYPES[precision], enabled=precision != "fp32"):
+                        outputs = model(batch.views, batch.label)
+                    loss = outputs["loss"]
+                    if not torch.isfinite(loss.detach()).item():
+                        raise UserError(f"loss is {loss.item()} at step {step} (epoch {epoch}); stopped without "
+                                        f"saving. Last good checkpoint: {latest_checkpoint(ckpt_dir) or 'none'}. "
+                                        "Lower optim.lr or check the data")
+                    optimizer.zero_grad(set_to_none=True)
+                    lr = schedule.step()
+                    if scaler is not None:
+                        scaler.scale(loss).backward()
+                        scaler.step(optimizer)
+                        scaler.update()
+                    else:
+                        loss.backward()
+                        optimizer.step()
+                    extra = objective.after_step(schedule.progress)
+                    step += 1
+                    seen += len(batch) * env.world_size
+                    for k, v in {**outputs, **extra}.items():
+                        window[k] = window.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v)
+                    window_n += 1
+                    if step % cfg.log_every == 0 or step == stop_at:
+                        means = {k: float(all_reduce_mean(torch.tensor(v / window_n, device=device)))
+                                 for k, v in sorted(window.items())}
+                        elapsed = time.perf_counter() - t_start
+                        last_loss = means.get("loss", float("nan"))
+                        log.log(step, {**means, "lr": lr, "epoch": epoch, "samples_per_s": seen / elapsed,
+                                       "data_wait_frac": wait_total / elapsed})
+                        window, window_n = {}, 0
+                        bar.update(task, completed=step, loss=f"loss {last_loss:.4f}", lr=f"lr {lr:.3g}",
+                                   rate=f"{seen / elapsed:,.0f} img/s")
+                    if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                        save(i + 1, epoch)
+                    if step >= stop_at:
+                        break
+                    t_wait = time.perf_counter()
+                else:
+                    epoch, start_batch = epoch + 1, 0
+                    save(0, epoch)
+                    continue
+                # stopped inside the epoch (max_steps): checkpoint where we are, resume continues here
+                if i + 1 >= steps_per_epoch:
+                    epoch, start_batch = epoch + 1, 0
+                    save(0, epoch)
+                else:
+                    save(i + 1, epoch)
+                break
+    finally:
+        log.close()
+    elapsed = time.perf_counter() - t_start
+    finished = step >= total_steps
+    if finished and main and cfg.data.val:
+        summary_eval = evaluate_classifier(objective, cfg, device, precision)
+    else:
+        summary_eval = None
+    summary = {"finished": finished, "step": step, "total_steps": total_steps, "epoch": epoch,
+               "final_loss": last_loss, "seconds": round(elapsed, 2), "samples_per_s": round(seen / max(elapsed, 1e-9), 2),
+               "data_wait_frac": round(wait_total / max(elapsed, 1e-9), 4), "world_size": env.world_size,
+               "device": str(device), "precision": precision, "pretrain": pretrain_info(cfg),
+               "num_train": len(indices) if indices is not None else info.num_samples,
+               "init_from": init_source.pretrain if init_source is not None else None, "val": summary_eval}
+    if main:
+        if finished:
+            export_backbone(objective.backbone, out / "backbone.pth", cfg.model.arch,
+                            extra={"pretrain": summary["pretrain"]})
+        tmp = out / f".summary.json.tmp{os.getpid()}"
+        tmp.write_text(json.dumps(summary, indent=1) + "\n")
+        os.replace(tmp, out / ("summary.json" if finished else "progress.json"))
+    cleanup()
+    return summary
+
+
+@torch.no_grad()
+def evaluate_classifier(objective: torch.nn.Module, cfg: TrainConfig, device: torch.device,
+                        precision: str) -> Optional[Dict[str, Any]]:
+    """Top-1/top-5 of a classifier objective (``head`` over the backbone) on ``data.val``, eval pipeline.
+
+    Used by fine-tuning, supervised-from-scratch and the reference linear protocol; None for objectives
+    without a classification head.
+    """
+    head = getattr(objective, "head", None)
+    if head is None:
+        return None
+    loader = make_loader(cfg.data, "val", seed=cfg.seed, device=device,
+                         dtype=_DTYPES[precision] if device.type == "cuda" else torch.float32,
+                         channels_last=cfg.model.channels_last, batch_size=cfg.data.batch_size, drop_last=False)
+    objective.eval()
+    k = min(5, head.out_features)
+    correct1 = correct5 = total = 0
+    for batch in loader:
+        with torch.autocast(device.type, dtype=_DTYPES[precision], enabled=precision != "fp32"):
+            logits = head(objective.backbone(batch.views[0])).float()
+        top = logits.topk(k, dim=1).indices
+        labels = batch.label.to(top.device)
+        correct1 += int((top[:, 0] == labels).sum())
+        correct5 += int((top == labels[:, None]).any(dim=1).sum())
+        total += len(labels)
+    return {"top1": correct1 / total, "top5": correct5 / total, "count": total}
