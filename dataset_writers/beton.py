@@ -13,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import deque
+from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,7 @@ from .errors import ImageError, WriterError
 MIN_PAGE_SIZE = 1 << 21
 DEFAULT_PAGE_SIZE = 1 << 23          # ffcv's default (4 x 2 MiB)
 _SENTINEL = np.uint64(1 << 62)        # placeholder pointers handed out while encoding in a worker
+_ROWS_PER_CHUNK = 8192                # metadata rows buffered before they are written to the file
 
 
 def _align(ptr: int, page_size: int) -> int:
@@ -82,8 +85,13 @@ class OrderedBetonFile:
             raise WriterError(f"page_size={page_size} must be a power of two >= {MIN_PAGE_SIZE}")
         self.path, self.fields, self.page_size = Path(path), dict(fields), int(page_size)
         self.metadata_type = get_metadata_type(list(self.fields.values()))
-        self.metadata = np.zeros(max(capacity, 0), dtype=self.metadata_type)
-        self.allocations: List[Tuple[int, int, int]] = []
+        self.capacity = max(int(capacity), 0)
+        # Metadata rows are written to their reserved region in chunks and the allocation table is a
+        # compact numpy array, so the writer's memory stays flat instead of growing ~400 B per sample.
+        self.rows = np.zeros(min(self.capacity, _ROWS_PER_CHUNK) or 1, dtype=self.metadata_type)
+        self.rows_start = 0
+        self.allocations = np.zeros(1024, dtype=ALLOC_TABLE_TYPE)
+        self.num_allocations = 0
         self.count = 0
         self.fp = open(self.path, "wb")
         descriptors = np.zeros(len(self.fields), dtype=FieldDescType)
@@ -98,7 +106,7 @@ class OrderedBetonFile:
         self.fp.write(np.zeros(1, dtype=HeaderType).tobytes())
         self.fp.write(descriptors.tobytes())
         self.metadata_start = HeaderType.itemsize + descriptors.nbytes
-        self.data_start = _align(self.metadata_start + self.metadata.nbytes, self.page_size)
+        self.data_start = _align(self.metadata_start + self.capacity * self.metadata_type.itemsize, self.page_size)
         self.page = np.zeros(self.page_size, dtype="<u1")
         self.page_index, self.page_used = -1, self.page_size
 
@@ -108,7 +116,7 @@ class OrderedBetonFile:
         if total > self.page_size:
             raise WriterError(f"{what or 'a sample'} needs {total} bytes, more than the page size "
                               f"{self.page_size}; lower --max-resolution or raise --page-size")
-        if self.count >= len(self.metadata):
+        if self.count >= self.capacity:
             raise WriterError("more samples than the capacity reserved for this beton")
         if self.page_used + total > self.page_size:
             self._flush()
@@ -120,12 +128,30 @@ class OrderedBetonFile:
             ptr = self.data_start + self.page_index * self.page_size + self.page_used
             self.page[self.page_used: self.page_used + buf.nbytes] = buf
             self.page_used += buf.nbytes
-            self.allocations.append((self.count, ptr, buf.nbytes))
+            self._allocate(self.count, ptr, buf.nbytes)
             ptrs.append(ptr)
         _patch_pointers(row, ptrs)
-        self.metadata[self.count] = row[0]
+        if self.count - self.rows_start == len(self.rows):
+            self._flush_rows()
+        self.rows[self.count - self.rows_start] = row[0]
         self.count += 1
         return self.count - 1
+
+    def _allocate(self, sample: int, ptr: int, size: int) -> None:
+        if self.num_allocations == len(self.allocations):
+            grown = np.zeros(2 * len(self.allocations), dtype=ALLOC_TABLE_TYPE)
+            grown[: self.num_allocations] = self.allocations
+            self.allocations = grown
+        self.allocations[self.num_allocations] = (sample, ptr, size)
+        self.num_allocations += 1
+
+    def _flush_rows(self) -> None:
+        """Write the buffered metadata rows to their place in the reserved metadata region."""
+        n = self.count - self.rows_start
+        if n:
+            self.fp.seek(self.metadata_start + self.rows_start * self.metadata_type.itemsize)
+            self.fp.write(self.rows[:n].tobytes())
+        self.rows_start = self.count
 
     def _flush(self) -> None:
         if self.page_index < 0:
@@ -139,11 +165,9 @@ class OrderedBetonFile:
         end = self.data_start + (self.page_index + 1) * self.page_size
         if self.page_index < 0:
             end = self.data_start
-        table = np.array(self.allocations, dtype=ALLOC_TABLE_TYPE) if self.allocations else np.zeros(0, ALLOC_TABLE_TYPE)
         self.fp.seek(end)
-        self.fp.write(table.tobytes())
-        self.fp.seek(self.metadata_start)
-        self.fp.write(self.metadata[: self.count].tobytes())
+        self.fp.write(self.allocations[: self.num_allocations].tobytes())
+        self._flush_rows()
         header = np.zeros(1, dtype=HeaderType)
         header[0]["version"] = CURRENT_VERSION
         header[0]["num_fields"] = len(self.fields)
@@ -196,12 +220,25 @@ def _init_worker(job: EncodeJob) -> None:
     global _JOB
     _JOB = job
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # cv2's thread count is set to 1 by the parent before forking (``_single_threaded_cv2``): calling
+    # cv2.setNumThreads here, in a forked child, deadlocks when the parent's cv2 pool was busy (e.g.
+    # after an ffcv Loader ran in the same process).
+
+
+@contextmanager
+def _single_threaded_cv2() -> Iterator[None]:
+    """One cv2 thread while workers are forked and run (one process per core already), restored after."""
     try:
         import cv2
-
-        cv2.setNumThreads(1)  # one process per core already; cv2's own threads would oversubscribe
-    except Exception:  # noqa: BLE001
-        pass
+    except ImportError:  # pragma: no cover - ffcv needs cv2
+        yield
+        return
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(previous)
 
 
 def _encode_chunk(positions: Sequence[int]):
@@ -209,11 +246,13 @@ def _encode_chunk(positions: Sequence[int]):
     return [_JOB.encode(p) for p in positions]
 
 
-def encode_in_order(job: EncodeJob, positions: Sequence[int], workers: int, chunk: int = 32) -> Iterator[tuple]:
+def encode_in_order(job: EncodeJob, positions: Sequence[int], workers: int, chunk: int = 32,
+                    stall_timeout: float = 600.0) -> Iterator[tuple]:
     """Yield ``job.encode(p)`` for every position, in order, using ``workers`` processes (0: inline).
 
     At most ``4 * workers`` chunks are in flight, so memory does not grow with the dataset. A worker
-    that dies (killed, segfault) raises ``WriterError`` at once instead of hanging.
+    that dies (killed, segfault) raises ``WriterError`` at once, and one that makes no progress for
+    ``stall_timeout`` seconds (a deadlock) raises too, instead of hanging the write forever.
     """
     if workers <= 0:
         for p in positions:
@@ -221,22 +260,43 @@ def encode_in_order(job: EncodeJob, positions: Sequence[int], workers: int, chun
         return
     ctx = mp.get_context("fork")
     chunks = [positions[i: i + chunk] for i in range(0, len(positions), chunk)]
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(job,)) as pool:
+    with _single_threaded_cv2(), ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                                                     initargs=(job,)) as pool:
         pending: deque = deque()
         next_chunk = 0
+        stalled = False
         try:
             while next_chunk < len(chunks) or pending:
                 while next_chunk < len(chunks) and len(pending) < 4 * workers:
                     pending.append(pool.submit(_encode_chunk, [int(p) for p in chunks[next_chunk]]))
                     next_chunk += 1
-                for result in pending.popleft().result():
+                try:
+                    results = pending.popleft().result(timeout=stall_timeout)
+                except FuturesTimeout:
+                    stalled = True
+                    _terminate(pool)
+                    raise WriterError(f"the writer workers made no progress for {stall_timeout:.0f} s (a deadlocked "
+                                      "or stuck worker); nothing was written; retry, or use --workers 0 to encode "
+                                      "in this process") from None
+                for result in results:
                     yield result
         except BrokenProcessPool:
             raise WriterError("a writer worker process died (out of memory or killed?); nothing was written; "
                               "retry with fewer --workers") from None
         finally:
-            for f in pending:
-                f.cancel()
+            # stopped early (a failed image, an exception in the consumer): drop the queued chunks; leaving
+            # the ``with`` waits only for the chunks already running. After a stall the pool is broken and
+            # its manager fails the queued futures itself (cancelling them too trips CPython 3.11).
+            if not stalled:
+                for f in pending:
+                    f.cancel()
+
+
+def _terminate(pool: ProcessPoolExecutor) -> None:
+    """Kill the workers of a stalled pool (no public API for this before Python 3.14)."""
+    for proc in list(getattr(pool, "_processes", {}).values()):
+        if proc.is_alive():
+            proc.terminate()
 
 
 def sha256_file(path: Path, bufsize: int = 1 << 22) -> str:
@@ -254,6 +314,16 @@ def verify_beton(path: Path, expected_samples: Optional[int] = None) -> int:
     """Re-open ``path`` with ffcv's own ``Reader`` and check its header and pointers; returns the count."""
     from ffcv.reader import Reader
 
+    size = Path(path).stat().st_size
+    if size < HeaderType.itemsize:
+        raise WriterError(f"{path}: {size} bytes, too small to be a .beton (truncated?); rewrite it")
+    header = np.fromfile(path, dtype=HeaderType, count=1)[0]
+    if int(header["version"]) != CURRENT_VERSION:
+        raise WriterError(f"{path}: not a .beton of ffcv format version {CURRENT_VERSION} "
+                          f"(header says {int(header['version'])})")
+    if int(header["alloc_table_ptr"]) > size:
+        raise WriterError(f"{path}: truncated ({size:,} bytes, but its header places the allocation table at "
+                          f"byte {int(header['alloc_table_ptr']):,}); rewrite it")
     try:
         reader = Reader(str(path))
     except Exception as exc:  # noqa: BLE001
@@ -264,5 +334,5 @@ def verify_beton(path: Path, expected_samples: Optional[int] = None) -> int:
     size = path.stat().st_size
     table = reader.alloc_table
     if len(table) and int((table["ptr"] + table["size"]).max()) > size:
-        raise WriterError(f"{path}: allocation table points past the end of the file (truncated?)")
+        raise WriterError(f"{path}: allocation table points past the end of the file (truncated?); rewrite it")
     return n

@@ -6,6 +6,8 @@ round-robin, so every prefix is as class-balanced as the class sizes allow, and 
 """
 from __future__ import annotations
 
+from typing import Any, Dict, Optional
+
 import numpy as np
 
 from .errors import WriterError
@@ -38,3 +40,22 @@ def nested_subset(labels: np.ndarray, n: int, seed: int, balanced: bool = False)
     if n > total:
         raise WriterError(f"--subset {n} is larger than the split ({total} samples); drop --subset or lower it")
     return np.sort(subset_order(labels, seed, balanced)[:n])
+
+
+def subset_record(labels: np.ndarray, n: int, seed: int, balanced: bool = False,
+                  ids: Optional[np.ndarray] = None) -> Dict[str, Any]:
+    """The manifest's ``subset`` entry: enough to regenerate the selection from the full split.
+
+    ``of_ids_sha256`` fingerprints the full split the permutation ran over, so a reader that indexes a
+    changed dataset (files added or skipped) is detected instead of silently giving a different "500k".
+    """
+    from .manifest import ids_digest
+
+    record: Dict[str, Any] = {
+        "n": int(n), "of": int(len(labels)), "seed": int(seed), "balanced": bool(balanced),
+        "rule": "sorted prefix of one seeded permutation (dataset_writers.subsets.subset_order); "
+                "smaller n with the same seed is always a subset",
+    }
+    if ids is not None:
+        record["of_ids_sha256"] = ids_digest(np.asarray(ids))
+    return record

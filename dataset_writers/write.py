@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -155,6 +156,11 @@ def write_split(index: SplitIndex, out: Path, *, image: Optional[ImageOptions] =
     if len(positions) == 0:
         raise WriterError(f"{index.dataset}/{index.split}: the split is empty; nothing to write "
                           "(check --root and --split)")
+    if on_error == "fail" and index.skipped:
+        first, more = index.skipped[0], len(index.skipped) - 1
+        also = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+        raise WriterError(f"{first['file']}: {first['reason']}{also}; nothing was written. Fix the dataset, "
+                          "or pass --on-error skip to leave such entries out (they are listed in the manifest)")
     labels = index.labels if labels is None else np.asarray(labels, dtype=np.int64)
     workers = default_workers() if workers is None else int(workers)
     fields = beton_fields(index, image)
@@ -164,19 +170,26 @@ def write_split(index: SplitIndex, out: Path, *, image: Optional[ImageOptions] =
     tmp = _temp_path(out)
     writer = OrderedBetonFile(tmp, fields, len(positions), image.page_size)
     skipped: List[Dict[str, str]] = list(index.skipped)
-    written_pos: List[int] = []
-    sizes: List[tuple] = []
+    # compact per-sample records (16 B each), so the parent's memory does not grow with Python objects
+    written_pos = np.empty(len(positions), dtype=np.int64)
+    sizes = np.empty((len(positions), 4), dtype=np.int32)
+    num_written = 0
     stored_bytes = 0
     t0 = time.perf_counter()
     try:
-        with progress_bar("rate") as bar:
+        with ExitStack() as stack:
+            bar = stack.enter_context(progress_bar("rate"))
             task = bar.add_task(description, total=len(positions), rate="")
-            for done, (status, pos, *rest) in enumerate(encode_in_order(job, positions, workers), 1):
+            # closing(): a failure shuts the worker pool down now, not whenever the generator is collected
+            # (at interpreter exit, joining its threads could hang)
+            results = stack.enter_context(closing(encode_in_order(job, positions, workers)))
+            for done, (status, pos, *rest) in enumerate(results, 1):
                 if status == "ok":
                     row, buffers, info = rest
                     writer.add(row, buffers, maker.describe(pos))
-                    written_pos.append(pos)
-                    sizes.append(info)
+                    written_pos[num_written] = pos
+                    sizes[num_written] = info
+                    num_written += 1
                     stored_bytes += sum(b.nbytes for b in buffers)
                 else:
                     path, reason, _ = rest
@@ -187,12 +200,12 @@ def write_split(index: SplitIndex, out: Path, *, image: Optional[ImageOptions] =
                 if done % 64 == 0 or done == len(positions):
                     bar.update(task, completed=done, rate=f"{done / (time.perf_counter() - t0):,.0f} img/s")
         writer.close()
-        if not written_pos:
+        if not num_written:
             raise WriterError(f"{index.dataset}/{index.split}: every image was unreadable; nothing was written")
-        verify_beton(tmp, len(written_pos))
+        verify_beton(tmp, num_written)
         elapsed = time.perf_counter() - t0
-        written = np.asarray(written_pos, dtype=np.int64)
-        manifest = _manifest(index, written, labels, fields, image, skipped, np.asarray(sizes), stored_bytes,
+        written = written_pos[:num_written]
+        manifest = _manifest(index, written, labels, fields, image, skipped, sizes[:num_written], stored_bytes,
                              sha256_file(tmp), elapsed, workers)
         manifest.update(manifest_extra or {})
         write_manifest(manifest_path(out), manifest)
@@ -202,6 +215,46 @@ def write_split(index: SplitIndex, out: Path, *, image: Optional[ImageOptions] =
         tmp.unlink(missing_ok=True)
         raise
     return manifest
+
+
+def write_dataset(dataset: str, root: Optional[os.PathLike | str], split: str, out: os.PathLike | str, *,
+                  options: Any = (), image: Optional[ImageOptions] = None, subset: Optional[int] = None,
+                  seed: int = 0, balanced: bool = False, workers: Optional[int] = None, on_error: str = "fail",
+                  overwrite: bool = False, corrupt: Optional[Callable[[np.ndarray, int], np.ndarray]] = None,
+                  manifest_extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Reader -> optional nested subset -> ``write_split``: what ``ffcv-ssl write DATASET`` runs.
+
+    Every check that needs no pixels (output path, split name, reader options, storage options, the
+    whole index with its per-entry problems) happens before the first image is read.
+
+    Args:
+        options: the reader's options dataclass, or ``KEY=VALUE`` strings parsed into it.
+        subset: keep the nested subset of this many samples (``dataset_writers.subsets``), chosen by
+            ``seed`` and ``balanced``; recorded in the manifest so it can be regenerated.
+    """
+    from ffcv_ssl.config import load_config
+
+    from .registry import get_reader
+    from .subsets import nested_subset, subset_record
+
+    spec = get_reader(dataset)
+    if split not in spec.splits:
+        raise WriterError(f"{dataset} has no split '{split}'; choose --split from {', '.join(spec.splits)}")
+    opts = options if isinstance(options, spec.options) else load_config(spec.options, None, list(options))
+    image = image or ImageOptions()
+    image.validate()
+    if on_error not in ("fail", "skip"):
+        raise WriterError(f"--on-error {on_error!r} must be 'fail' or 'skip'")
+    out = check_output_path(Path(out), overwrite)
+    index = spec.read(Path(root).expanduser() if root else None, split, opts)
+    positions = None
+    extra: Dict[str, Any] = {}
+    if subset is not None:
+        positions = nested_subset(index.labels, subset, seed, balanced)
+        extra["subset"] = subset_record(index.labels, subset, seed, balanced, index.ids)
+    extra.update(manifest_extra or {})
+    return write_split(index, out, image=image, positions=positions, corrupt=corrupt, workers=workers,
+                       on_error=on_error, overwrite=overwrite, manifest_extra=extra, description=f"{dataset}/{split}")
 
 
 def _manifest(index: SplitIndex, written: np.ndarray, labels: np.ndarray, fields: Dict[str, Any],

@@ -1,0 +1,148 @@
+"""``ffcv-ssl inspect``: what a beton holds (from its manifest), whether it is intact, and what it looks like.
+
+Verification is independent of the writer: the checksum is recomputed from the file, the sample count
+is read from the beton's own header with ffcv's ``Reader``, and the grid is decoded by ffcv's
+``Loader`` (the same code that feeds training), so a beton that inspects well also loads well.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import numpy as np
+
+from .beton import sha256_file, verify_beton
+from .errors import WriterError
+from .manifest import manifest_path, read_manifest
+
+
+def _beton(path: os.PathLike | str) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise WriterError(f"{path} does not exist; give the path of a .beton written by 'ffcv-ssl write'")
+    return path
+
+
+def verify(path: os.PathLike | str) -> Dict[str, Any]:
+    """Recompute the sha256 and compare it and the header's sample count with the manifest."""
+    path = _beton(path)
+    manifest = read_manifest(path)
+    header_samples = verify_beton(path)  # ffcv's Reader: header, field descriptors, allocation table bounds
+    digest = sha256_file(path)
+    result = {
+        "sha256": digest, "sha256_expected": manifest.get("sha256"), "sha256_ok": digest == manifest.get("sha256"),
+        "num_samples_header": header_samples, "num_samples_manifest": manifest.get("num_samples"),
+        "num_samples_ok": header_samples == manifest.get("num_samples"),
+    }
+    result["ok"] = bool(result["sha256_ok"] and result["num_samples_ok"])
+    return result
+
+
+def summary(path: os.PathLike | str) -> Dict[str, Any]:
+    """The manifest plus a few facts read from the file itself."""
+    path = _beton(path)
+    manifest = read_manifest(path)
+    return {"beton": str(path), "manifest_file": str(manifest_path(path)), "size_bytes": path.stat().st_size,
+            "manifest": manifest}
+
+
+def sample_grid(path: os.PathLike | str, png: os.PathLike | str, n: int = 16, seed: int = 0, size: int = 160) -> Path:
+    """Save a grid of ``n`` random samples (centre squares, decoded by ffcv's Loader) with their class names."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from ffcv.fields.decoders import CenterCropRGBImageDecoder, IntDecoder
+    from ffcv.loader import Loader, OrderOption
+
+    from ffcv_ssl.runtime import configure_numba
+
+    path = _beton(path)
+    manifest = read_manifest(path)
+    total = int(manifest["num_samples"])
+    if n < 1:
+        raise WriterError(f"--grid needs at least one sample (got n={n})")
+    picks = np.sort(np.random.default_rng(seed).choice(total, size=min(n, total), replace=False))
+    configure_numba()
+    pipelines: Dict[str, Any] = {"image": [CenterCropRGBImageDecoder((size, size), ratio=1.0)],
+                                 "label": [IntDecoder()]}
+    pipelines.update({name: None for name in manifest.get("fields", {}) if name not in pipelines})  # not decoded
+    loader = Loader(str(path), batch_size=len(picks), num_workers=1, order=OrderOption.SEQUENTIAL,
+                    indices=picks.tolist(), drop_last=False, pipelines=pipelines)
+    batch = dict(zip(loader.pipeline_specs, next(iter(loader))))
+    images, labels = np.asarray(batch["image"]), np.asarray(batch["label"]).reshape(-1)
+    names = manifest.get("class_names", [])
+    cols = int(np.ceil(np.sqrt(len(picks))))
+    rows = int(np.ceil(len(picks) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.4 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, img, label, idx in zip(axes.ravel(), images, labels, picks):
+        ax.imshow(img)
+        name = names[label] if 0 <= label < len(names) else str(label)
+        ax.set_title(f"#{idx} {label}: {name}"[:32], fontsize=7)
+    fig.suptitle(f"{manifest.get('dataset')}/{manifest.get('split')}: {len(picks)} of {total} samples", fontsize=9)
+    fig.tight_layout()
+    png = Path(png)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    tmp = png.with_name(f".{png.name}.tmp{os.getpid()}.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, png)
+    return png
+
+
+def render(info: Dict[str, Any], checks: Optional[Dict[str, Any]] = None) -> None:
+    """Print the summary (and verification) as rich tables."""
+    from rich.table import Table
+
+    from ffcv_ssl.console import console
+
+    m = info["manifest"]
+    t = Table(title=f"{info['beton']}", show_header=False, title_justify="left")
+    t.add_column("key", style="bold")
+    t.add_column("value")
+    counts = np.asarray(m.get("counts_per_class", []), dtype=np.int64)
+    nonzero = counts[counts > 0]
+    t.add_row("dataset / split", f"{m.get('dataset')} / {m.get('split')}")
+    t.add_row("samples", f"{m.get('num_samples'):,}  ({info['size_bytes'] / 2**20:,.1f} MiB)")
+    per_class = (f"; per class min {nonzero.min():,} / mean {nonzero.mean():,.1f} / max {nonzero.max():,}"
+                 if len(nonzero) else "")
+    t.add_row("classes", f"{m.get('num_classes')} ({len(nonzero)} present{per_class})")
+    t.add_row("fields", ", ".join(f"{k}: {v}" for k, v in m.get("fields", {}).items()))
+    levels = m.get("label_levels", {})
+    if levels:
+        t.add_row("label levels", ", ".join(f"{k} ({len(v.get('names', []))})" for k, v in levels.items()))
+    image = m.get("image", {})
+    t.add_row("storage", ", ".join(f"{k}={v}" for k, v in image.items()))
+    stats = m.get("image_stats", {})
+    if "stored_height" in stats:
+        t.add_row("stored size", f"h {stats['stored_height']['mean']} (max {stats['stored_height']['max']}), "
+                                 f"w {stats['stored_width']['mean']} (max {stats['stored_width']['max']}), "
+                                 f"{stats.get('mean_stored_bytes', 0) / 1024:,.1f} KiB/image")
+    subset = m.get("subset")
+    t.add_row("subset", "full split" if not subset else
+              f"{subset['n']:,} of {subset['of']:,} (seed {subset['seed']}, "
+              f"{'balanced' if subset['balanced'] else 'uniform'})")
+    t.add_row("corruption", ", ".join(str(c) for c in m.get("corruption", [])) or "none")
+    t.add_row("reader options", ", ".join(f"{k}={v}" for k, v in m.get("reader_options", {}).items()
+                                          if not isinstance(v, (list, dict)))[:300])
+    t.add_row("skipped", f"{len(m.get('skipped', []))}" + (f" (first: {m['skipped'][0]['file']}: "
+                                                         f"{m['skipped'][0]['reason']})" if m.get("skipped") else ""))
+    t.add_row("sha256", str(m.get("sha256")))
+    t.add_row("written by", f"ffcv-ssl {m.get('tool_version')} on {m.get('created')}")
+    console.print(t)
+    if len(m.get("sources", [])) > 1 or m.get("dataset") == "pool":
+        s = Table(title="sources")
+        for col in ("source", "dataset/split", "samples", "label offset", "classes", "sha256"):
+            s.add_column(col)
+        for src in m["sources"]:
+            s.add_row(str(src["source"]), f"{src.get('dataset')}/{src.get('split')}", f"{src.get('num_samples', '')}",
+                      str(src["label_offset"]), str(src["num_classes"]), str(src.get("sha256", ""))[:16])
+        console.print(s)
+    if checks is not None:
+        colour = "green" if checks["ok"] else "red"
+        console.print(f"[{colour}]verify: sha256 {'ok' if checks['sha256_ok'] else 'MISMATCH'}; samples in header "
+                      f"{checks['num_samples_header']:,} vs manifest {checks['num_samples_manifest']:,} "
+                      f"{'ok' if checks['num_samples_ok'] else 'MISMATCH'}[/]")

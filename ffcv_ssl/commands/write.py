@@ -1,0 +1,166 @@
+"""``ffcv-ssl write DATASET ...`` and ``ffcv-ssl write pool ...``: official layouts -> ``.beton`` + manifest."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+from typing import Any, Dict, List
+
+from . import register_command
+
+EXAMPLES = """examples:
+  ffcv-ssl write imagenet --root /data/imagenet --split val --out data/imagenet_val.beton
+  ffcv-ssl write inat21 --root /data/inat21 --split train --subset 500000 --seed 0 --out data/inat21_500k.beton
+  ffcv-ssl write places365 --root /data/places365 --split train hierarchy=scene_hierarchy.csv --out data/p365.beton
+  ffcv-ssl write glc20 --root /data/glc --split train label_rule=centre region=us --out data/glc20_us.beton
+  ffcv-ssl write pool --part data/inat21_train.beton:250000 --part data/imagenet_train.beton:250000 \\
+      --out data/pool_inat_in_500k.beton
+Reader options (KEY=VALUE) are listed below; docs/datasets.md explains each layout and default."""
+
+
+class _WriteParser(argparse.ArgumentParser):
+    """The write parser: KEY=VALUE options may come anywhere, and --help lists every reader's options.
+
+    argparse consumes positionals greedily, so ``write imagenet --root R val_layout=kaggle`` would leave
+    ``val_layout=kaggle`` unparsed; intermixed parsing fixes that. The reader table is built only when
+    help is printed, because importing the readers loads ffcv (seconds) and ``--help`` must stay fast.
+    """
+
+    _intermixing = False
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        if self._intermixing:
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+    def format_help(self) -> str:
+        return super().format_help() + "\n" + reader_options_help()
+
+
+def reader_options_help() -> str:
+    """One block per registered reader: splits and options with their defaults (from the dataclasses)."""
+    from dataset_writers.registry import load_readers
+
+    lines = ["datasets and their reader options (KEY=VALUE, default shown):"]
+    for name, spec in sorted(load_readers().items()):
+        lines.append(f"  {name}: {spec.summary}; --split {'|'.join(spec.splits)}")
+        docs = _attribute_docs(spec.options.__doc__ or "")
+        for f in dataclasses.fields(spec.options):
+            default = f.default if f.default is not dataclasses.MISSING else "(required)"
+            lines.append(f"      {f.name}={default!s}" + (f"  {docs[f.name]}" if f.name in docs else ""))
+    return "\n".join(lines) + "\n"
+
+
+def _attribute_docs(doc: str) -> Dict[str, str]:
+    """``name: text`` entries (with continuation lines) of a Google-style ``Attributes:`` section."""
+    out: Dict[str, str] = {}
+    current = None
+    in_section = False
+    for line in doc.splitlines():
+        stripped = line.strip()
+        if stripped == "Attributes:":
+            in_section = True
+            continue
+        if not in_section or not stripped:
+            current = None if not stripped else current
+            continue
+        m = re.match(r"^(\w+):\s*(.*)$", stripped)
+        if m and line.startswith(" " * 8) and not line.startswith(" " * 12):
+            current = m.group(1)
+            out[current] = m.group(2)
+        elif current:
+            out[current] += " " + stripped
+    return {k: v.replace("``", "") for k, v in out.items()}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.__class__ = type("WriteParser", (_WriteParser, type(p)), {})
+    p.epilog = EXAMPLES
+    p.add_argument("dataset", metavar="DATASET", help="imagenet, inat21, places365, glc20, digits; or 'pool'")
+    p.add_argument("options", nargs="*", metavar="KEY=VALUE", help="reader options (listed below)")
+    src = p.add_argument_group("what to write")
+    src.add_argument("--root", help="folder holding the extracted official dataset (see docs/datasets.md)")
+    src.add_argument("--split", help="train, val, ... (per dataset, listed below)")
+    src.add_argument("--part", action="extend", nargs="+", default=[], metavar="FILE[:N]",
+                     help="pool only: a beton written by 'ffcv-ssl write', optionally ':N' for its nested subset of "
+                          "N samples (250000, 250k, 1M); repeat for each part, in pool order")
+    src.add_argument("--out", required=True, help="output FILE.beton; its manifest is written beside it")
+    store = p.add_argument_group("storage (defaults suit 224-px training; see ImageOptions)")
+    store.add_argument("--max-resolution", type=int, default=384,
+                       help="longer side cap in px (default 384: keeps the short side of 4:3 photos >= 256 for "
+                            "eval at 224; use 256 for fastest loading, 500 to keep ImageNet/iNat21 resolution)")
+    store.add_argument("--write-mode", default="jpg", choices=("jpg", "raw", "smart"),
+                       help="jpg (default; ~10x smaller than raw), raw (lossless, large), smart (raw when small)")
+    store.add_argument("--jpeg-quality", type=int, default=90,
+                       help="JPEG quality (default 90, as ffcv-imagenet; 95 if you study compression effects)")
+    sub = p.add_argument_group("nested subsets (Cole et al. §3.1: 50k ... 1M)")
+    sub.add_argument("--subset", type=int, help="keep N samples: a prefix of one seeded permutation, so "
+                                                "50k ⊂ 125k ⊂ ... with the same --seed")
+    sub.add_argument("--seed", type=int, default=0, help="seed of the subset permutation (default 0; keep it fixed "
+                                                         "across a study so subsets nest)")
+    sub.add_argument("--balanced", action="store_true",
+                     help="make every prefix as class-balanced as possible (default: uniform, as the paper)")
+    run = p.add_argument_group("run")
+    run.add_argument("--workers", type=int, default=0,
+                     help="encoding processes (default 0 = one per CPU of this process's affinity mask)")
+    run.add_argument("--on-error", default="fail", choices=("fail", "skip"),
+                     help="fail (default): stop before writing anything final, naming the file; skip: leave "
+                          "unreadable/missing/unlabelled entries out and list them in the manifest")
+    run.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    run.add_argument("--verify-parts", action="store_true", help="pool only: recompute each part's sha256 first")
+
+
+def _reject(args: argparse.Namespace, names: List[str], why: str) -> None:
+    from ..errors import UserError
+
+    given = [n for n in names if getattr(args, n.lstrip("-").replace("-", "_"), None) not in (None, [], False)]
+    if given:
+        raise UserError(f"{', '.join(given)} {why}")
+
+
+def _run_pool(args: argparse.Namespace) -> Any:
+    from dataset_writers.pool import write_pool
+
+    from ..errors import UserError
+
+    _reject(args, ["--root", "--split", "--subset"], "cannot be used with 'write pool'; use --part FILE:N for subsets")
+    if args.options:
+        raise UserError(f"'write pool' takes no reader options (got {' '.join(args.options)})")
+    if not args.part:
+        raise UserError("'write pool' needs at least one --part FILE[:N]")
+    return write_pool(args.part, args.out, seed=args.seed, balanced=args.balanced, overwrite=args.overwrite,
+                      verify_parts=args.verify_parts)
+
+
+def _run_dataset(args: argparse.Namespace) -> Any:
+    from dataset_writers.write import ImageOptions, write_dataset
+
+    from ..errors import UserError
+
+    _reject(args, ["--part", "--verify-parts"], "only apply to 'write pool'")
+    if not args.split:
+        raise UserError(f"--split is required for 'write {args.dataset}'")
+    image = ImageOptions(max_resolution=args.max_resolution, write_mode=args.write_mode, jpeg_quality=args.jpeg_quality)
+    return write_dataset(args.dataset, args.root, args.split, args.out, options=args.options, image=image,
+                         subset=args.subset, seed=args.seed, balanced=args.balanced, workers=args.workers or None,
+                         on_error=args.on_error, overwrite=args.overwrite)
+
+
+@register_command("write", help="write a dataset split, a nested subset or a pool to a .beton (+ manifest)",
+                  description="Read an official dataset layout (or existing betons, for 'pool') and write a "
+                              ".beton with a JSON manifest beside it. The file appears under --out only when "
+                              "complete and verified.")
+def run(args: argparse.Namespace) -> int:
+    from ..console import console
+
+    manifest = _run_pool(args) if args.dataset == "pool" else _run_dataset(args)
+    skipped = len(manifest.get("skipped", []))
+    console.print(f"wrote [bold]{args.out}[/]: {manifest['num_samples']:,} samples, {manifest['num_classes']} "
+                  f"classes, {manifest['write']['images_per_s']:,.0f} img/s"
+                  + (f", [yellow]{skipped} skipped (listed in the manifest)[/]" if skipped else "")
+                  + f"; sha256 {manifest['sha256'][:16]}…", soft_wrap=True)
+    return 0
