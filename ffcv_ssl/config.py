@@ -66,6 +66,31 @@ def _locate_unknown(cfg: DictConfig, dotted_key: str) -> Optional[str]:
     return None
 
 
+def _check_keys(node: Any, data: Any, prefix: str = "") -> None:
+    """Walk YAML ``data`` along the schema and name the first unknown key by its full dotted path.
+
+    OmegaConf reports keys inside list elements without their path (``gird`` instead of
+    ``stages.0.gird``); this walk gives the user the whole path and the closest valid key.
+    """
+    import dataclasses as dc
+
+    if isinstance(data, dict) and isinstance(node, DictConfig):
+        structured = node._metadata.object_type not in (None, dict)
+        for key, value in data.items():
+            if key not in node.keys():
+                if structured:
+                    raise ConfigError(f"unknown config key '{prefix}{key}'{_suggest(node, str(key))}")
+                continue
+            _check_keys(node._get_node(key), value, f"{prefix}{key}.")
+    elif isinstance(data, list) and isinstance(node, ListConfig):
+        element = node._metadata.element_type
+        template = OmegaConf.structured(element) if dc.is_dataclass(element) else None
+        for i, item in enumerate(data):
+            child = node._get_node(i) if i < len(node) else template
+            if child is not None:
+                _check_keys(child, item, f"{prefix}{i}.")
+
+
 def _explain(exc: Exception, cfg: DictConfig, origin: str) -> ConfigError:
     """Turn an OmegaConf exception into one line naming the key (and the file or override it came from)."""
     key = _dotted(getattr(exc, "full_key", "") or "")
@@ -143,6 +168,10 @@ def load_config(schema: Type[T], path: str | os.PathLike | None = None, override
     cfg = OmegaConf.structured(schema)
     if path is not None:
         data = _read_yaml(path)
+        try:
+            _check_keys(cfg, data)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (from file {path})") from None
         try:
             cfg = OmegaConf.merge(cfg, data)
         except OmegaConfBaseException as exc:
