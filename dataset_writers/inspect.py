@@ -93,6 +93,76 @@ def sample_grid(path: os.PathLike | str, png: os.PathLike | str, n: int = 16, se
     return png
 
 
+def stored_image(path: os.PathLike | str, position: int) -> tuple:
+    """(RGB uint8 image exactly as stored, sample id) of sample ``position``: JPEG bytes decoded by Pillow."""
+    import io
+
+    from ffcv.reader import Reader
+    from PIL import Image
+
+    reader = Reader(str(path))
+    names = list(reader.handlers)
+    meta = reader.metadata[f"f{names.index('image')}"][position]
+    sample_id = int(reader.metadata[f"f{names.index('index')}"][position]) if "index" in names else position
+    table = reader.alloc_table
+    size = int(table["size"][np.flatnonzero(table["ptr"] == meta["data_ptr"])[0]])
+    with open(path, "rb") as fp:
+        fp.seek(int(meta["data_ptr"]))
+        data = fp.read(size)
+    if int(meta["mode"]) == 0:                                       # ffcv IMAGE_MODES: jpg = 0, raw = 1
+        image = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    else:
+        image = np.frombuffer(data, np.uint8).reshape(int(meta["height"]), int(meta["width"]), 3)
+    return image, sample_id
+
+
+def corruption_grid(path: os.PathLike | str, png: os.PathLike | str, specs, n: int = 6, seed: int = 0,
+                    corrupt_seed: int = 0) -> Path:
+    """Clean images of a beton beside the same images under each corruption condition (one column each).
+
+    Each condition is a corruption spec or chain (``paper_jpeg``, ``downsample:factor=4,size=256``,
+    ``resize:size=256+jpeg:quality=10``), applied to the stored image with the writer's per-sample seeding,
+    i.e. exactly what ``ffcv-ssl write --corrupt`` would store before its own encoding.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .corruptions import CorruptionChain
+
+    path = _beton(path)
+    manifest = read_manifest(path)
+    chains = [CorruptionChain.build(spec, corrupt_seed) for spec in specs]   # bad specs: one line, first
+    total = int(manifest["num_samples"])
+    picks = np.sort(np.random.default_rng(seed).choice(total, size=min(max(n, 1), total), replace=False))
+    cols = 1 + len(chains)
+    fig, axes = plt.subplots(len(picks), cols, figsize=(2.3 * cols, 2.3 * len(picks)), squeeze=False)
+    stored = "stored (already corrupted: " + "+".join(e.get("id", e.get("name", "")) for e in manifest["corruption"]) \
+        + ")" if manifest.get("corruption") else "clean"
+    for r, pos in enumerate(picks):
+        image, sample_id = stored_image(path, int(pos))
+        panels = [(stored, image)] + [(c.describe(), c.apply(image, sample_id)) for c in chains]
+        for c, (title, img) in enumerate(panels):
+            ax = axes[r, c]
+            ax.imshow(img, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(title, fontsize=7)
+        axes[r, 0].set_ylabel(f"#{pos}", fontsize=7)
+    fig.suptitle(f"{manifest.get('dataset')}/{manifest.get('split')}: same images, each corruption condition",
+                 fontsize=9)
+    fig.tight_layout()
+    png = Path(png)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    tmp = png.with_name(f".{png.name}.tmp{os.getpid()}.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, png)
+    return png
+
+
 def render(info: Dict[str, Any], checks: Optional[Dict[str, Any]] = None) -> None:
     """Print the summary (and verification) as rich tables."""
     from rich.table import Table

@@ -77,13 +77,15 @@ class _SampleMaker:
     corrupt: Optional[Callable[[np.ndarray, int], np.ndarray]] = None
 
     def __call__(self, pos: int):
-        draft = None if self.corrupt is not None else self.max_resolution
-        image = self.index.source.load(pos, draft_max_side=draft)
+        image = self.index.source.load(pos, draft_max_side=self.max_resolution)
         original = image.shape[:2]
         sample_id = int(self.index.ids[pos])
+        image = resize_max_side(image, self.max_resolution)
         if self.corrupt is not None:
-            image = self.corrupt(image, sample_id)
-        image = np.ascontiguousarray(resize_max_side(image, self.max_resolution))
+            # corrupt the image as the clean beton stores it, so clean and corrupted betons differ only by
+            # the corruption; cap again because resize/downsample may enlarge it
+            image = resize_max_side(self.corrupt(image, sample_id), self.max_resolution)
+        image = np.ascontiguousarray(image)
         values: List[Any] = [image, int(self.labels[pos])]
         values += [int(v[pos]) for v in self.index.levels.values()]
         values += [self.source_id, sample_id]
@@ -220,7 +222,7 @@ def write_split(index: SplitIndex, out: Path, *, image: Optional[ImageOptions] =
 def write_dataset(dataset: str, root: Optional[os.PathLike | str], split: str, out: os.PathLike | str, *,
                   options: Any = (), image: Optional[ImageOptions] = None, subset: Optional[int] = None,
                   seed: int = 0, balanced: bool = False, workers: Optional[int] = None, on_error: str = "fail",
-                  overwrite: bool = False, corrupt: Optional[Callable[[np.ndarray, int], np.ndarray]] = None,
+                  overwrite: bool = False, corruptions: Sequence[str] = (), corrupt_seed: Optional[int] = None,
                   manifest_extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Reader -> optional nested subset -> ``write_split``: what ``ffcv-ssl write DATASET`` runs.
 
@@ -231,12 +233,18 @@ def write_dataset(dataset: str, root: Optional[os.PathLike | str], split: str, o
         options: the reader's options dataclass, or ``KEY=VALUE`` strings parsed into it.
         subset: keep the nested subset of this many samples (``dataset_writers.subsets``), chosen by
             ``seed`` and ``balanced``; recorded in the manifest so it can be regenerated.
+        corruptions: ``NAME:k=v`` specs or presets (``dataset_writers.corruptions``), applied in order to
+            every image (and, for ``label_noise``, to the labels), keyed by ``corrupt_seed`` (default
+            ``seed``) and the sample id; recorded in the manifest.
     """
     from ffcv_ssl.config import load_config
+
+    from .corruptions import CorruptionChain, label_noise_record
 
     from .registry import get_reader
     from .subsets import nested_subset, subset_record
 
+    chain = CorruptionChain.build(list(corruptions), seed if corrupt_seed is None else corrupt_seed)
     spec = get_reader(dataset)
     if split not in spec.splits:
         raise WriterError(f"{dataset} has no split '{split}'; choose --split from {', '.join(spec.splits)}")
@@ -252,9 +260,16 @@ def write_dataset(dataset: str, root: Optional[os.PathLike | str], split: str, o
     if subset is not None:
         positions = nested_subset(index.labels, subset, seed, balanced)
         extra["subset"] = subset_record(index.labels, subset, seed, balanced, index.ids)
+    labels = None
+    if chain.has_labels:
+        labels, _ = chain.noisy_labels(index.labels, index.ids, len(index.class_names))
+        kept = positions if positions is not None else np.arange(len(index))
+        extra["label_noise"] = label_noise_record(index.ids[kept], index.labels[kept], labels[kept])
+    extra["corruption"] = chain.manifest()
     extra.update(manifest_extra or {})
-    return write_split(index, out, image=image, positions=positions, corrupt=corrupt, workers=workers,
-                       on_error=on_error, overwrite=overwrite, manifest_extra=extra, description=f"{dataset}/{split}")
+    return write_split(index, out, image=image, positions=positions, labels=labels,
+                       corrupt=chain if chain.has_pixels else None, workers=workers, on_error=on_error,
+                       overwrite=overwrite, manifest_extra=extra, description=f"{dataset}/{split}")
 
 
 def _manifest(index: SplitIndex, written: np.ndarray, labels: np.ndarray, fields: Dict[str, Any],

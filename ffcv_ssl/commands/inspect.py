@@ -13,6 +13,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grid", metavar="PNG", help="save a grid of random samples with their labels (decoded by ffcv)")
     p.add_argument("--grid-size", type=int, default=16, help="samples in the grid (default 16)")
     p.add_argument("--seed", type=int, default=0, help="which samples the grid shows (default 0)")
+    p.add_argument("--corrupt", action="append", default=[], metavar="SPEC",
+                   help="with --grid: show each sample clean and under this corruption condition, side by side "
+                        "(repeat for more columns), e.g. --corrupt paper_jpeg --corrupt paper_downsample4x")
+    p.add_argument("--corrupt-seed", type=int, default=0, help="seed of the corruption noise (as in 'write')")
 
 
 @register_command("inspect", help="summarise, verify and preview a .beton from its manifest")
@@ -30,7 +34,16 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({**info, **({"verify": checks} if checks is not None else {})}, indent=1))
     else:
         render(info, checks)
-    if args.grid:
+    if args.corrupt and not args.grid:
+        raise UserError("--corrupt shows corruption conditions in a grid: add --grid OUT.png")
+    if args.grid and args.corrupt:
+        from dataset_writers.inspect import corruption_grid
+
+        png = corruption_grid(args.beton, args.grid, args.corrupt, n=min(args.grid_size, 8), seed=args.seed,
+                              corrupt_seed=args.corrupt_seed)
+        if not args.json:
+            console.print(f"clean vs corrupted grid saved to [bold]{png}[/]")
+    elif args.grid:
         png = sample_grid(args.beton, args.grid, n=args.grid_size, seed=args.seed)
         if not args.json:
             console.print(f"grid of samples saved to [bold]{png}[/]")

@@ -104,6 +104,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                          "across a study so subsets nest)")
     sub.add_argument("--balanced", action="store_true",
                      help="make every prefix as class-balanced as possible (default: uniform, as the paper)")
+    cor = p.add_argument_group("corrupted variants (Cole et al. §4.3; docs/corruptions.md)")
+    cor.add_argument("--corrupt", action="append", default=[], metavar="NAME[:k=v,...]",
+                     help="corrupt every image before storing it, e.g. --corrupt jpeg:quality=10, --corrupt "
+                          "downsample:size=256,factor=4 or a preset (paper_salt_pepper, paper_jpeg, paper_resize, "
+                          "paper_downsample2x, paper_downsample4x); repeat to chain; label_noise:rate=0.2 flips labels")
+    cor.add_argument("--corrupt-seed", type=int, help="seed of the corruption noise (default: --seed)")
     run = p.add_argument_group("run")
     run.add_argument("--workers", type=int, default=0,
                      help="encoding processes (default 0 = one per CPU of this process's affinity mask)")
@@ -127,7 +133,8 @@ def _run_pool(args: argparse.Namespace) -> Any:
 
     from ..errors import UserError
 
-    _reject(args, ["--root", "--split", "--subset"], "cannot be used with 'write pool'; use --part FILE:N for subsets")
+    _reject(args, ["--root", "--split", "--subset", "--corrupt"],
+            "cannot be used with 'write pool'; use --part FILE:N for subsets (corrupt the parts when writing them)")
     if args.options:
         raise UserError(f"'write pool' takes no reader options (got {' '.join(args.options)})")
     if not args.part:
@@ -147,7 +154,8 @@ def _run_dataset(args: argparse.Namespace) -> Any:
     image = ImageOptions(max_resolution=args.max_resolution, write_mode=args.write_mode, jpeg_quality=args.jpeg_quality)
     return write_dataset(args.dataset, args.root, args.split, args.out, options=args.options, image=image,
                          subset=args.subset, seed=args.seed, balanced=args.balanced, workers=args.workers or None,
-                         on_error=args.on_error, overwrite=args.overwrite)
+                         on_error=args.on_error, overwrite=args.overwrite, corruptions=args.corrupt,
+                         corrupt_seed=args.corrupt_seed)
 
 
 @register_command("write", help="write a dataset split, a nested subset or a pool to a .beton (+ manifest)",
