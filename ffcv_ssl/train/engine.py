@@ -12,9 +12,9 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 
@@ -52,13 +52,43 @@ def resolve_precision(cfg: TrainConfig, device: torch.device) -> str:
 def pretrain_info(cfg: TrainConfig) -> Dict[str, Any]:
     """What results.json needs to know about this run (``PretrainInfo`` fields)."""
     info = beton_info(cfg.data.train)
-    return {"method": cfg.objective.name, "dataset": info.dataset, "size": info.size or info.num_samples,
+    size = info.size or info.num_samples
+    if cfg.data.subset != "all":
+        from ..evaluation.budgets import parse_budget
+
+        size = parse_budget(cfg.data.subset)
+    return {"method": cfg.objective.name, "dataset": info.dataset, "size": size,
             "corruption": info.corruption, "pool": info.pool, "arch": cfg.model.arch, "epochs": cfg.optim.epochs,
             "seed": cfg.seed, "train_beton": info.path, "train_sha256": info.sha256}
 
 
-def pretrain(cfg: TrainConfig) -> Dict[str, Any]:
-    """Train (or resume) and return the summary written to ``out_dir/summary.json``."""
+@dataclass
+class Run:
+    """Everything a training loop (or ``bench train``) needs, built the same way for both."""
+
+    cfg: TrainConfig
+    env: Any
+    device: torch.device
+    precision: str
+    info: Any
+    indices: Optional[Any]
+    objective: torch.nn.Module
+    model: torch.nn.Module                      # the objective, wrapped in DDP when distributed
+    optimizer: torch.optim.Optimizer
+    schedule: WarmupCosine
+    scaler: Optional[Any]
+    loader: Optional[Any]
+    num_views: int
+    bn_note: str = ""
+    init_source: Optional[Any] = None
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return _DTYPES[self.precision] if self.device.type == "cuda" else torch.float32
+
+
+def build_run(cfg: TrainConfig, with_loader: bool = True, steps_per_epoch: int = 1) -> Run:
+    """Checks (one line each, before any work), distributed init, model, objective, loader, optimiser."""
     out = Path(cfg.out_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"out_dir {out} is a file; choose a directory")
@@ -68,7 +98,6 @@ def pretrain(cfg: TrainConfig) -> Dict[str, Any]:
     env = init_distributed()
     device = resolve_device(cfg, env.device)
     precision = resolve_precision(cfg, device)
-    main = env.rank == 0
 
     indices = None
     if cfg.data.subset != "all":
@@ -94,10 +123,12 @@ def pretrain(cfg: TrainConfig) -> Dict[str, Any]:
     objective, bn_note = maybe_sync_batchnorm(objective, cfg.model.sync_bn, device, env.world_size)
     if cfg.model.compile:
         objective.backbone.compile(mode=cfg.model.compile_mode)
-    loader = make_loader(cfg.data, "train", seed=cfg.seed, distributed=env.distributed, device=device,
-                         dtype=_DTYPES[precision] if device.type == "cuda" else torch.float32,
-                         channels_last=cfg.model.channels_last, batch_size=local_batch, indices=indices)
-    steps_per_epoch = len(loader)
+    loader = None
+    if with_loader:
+        loader = make_loader(cfg.data, "train", seed=cfg.seed, distributed=env.distributed, device=device,
+                             dtype=_DTYPES[precision] if device.type == "cuda" else torch.float32,
+                             channels_last=cfg.model.channels_last, batch_size=local_batch, indices=indices)
+        steps_per_epoch = len(loader)
     optimizer = build_optimizer(objective, cfg.optim, cfg.data.batch_size)
     schedule = WarmupCosine.from_config(optimizer, cfg.optim, steps_per_epoch, cfg.data.batch_size)
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
@@ -107,6 +138,40 @@ def pretrain(cfg: TrainConfig) -> Dict[str, Any]:
 
         model = DDP(objective, device_ids=[device.index] if device.type == "cuda" else None,
                     forward_sync_buffers=False)
+    return Run(cfg, env, device, precision, info, indices, objective, model, optimizer, schedule, scaler, loader,
+               num_views, bn_note, init_source)
+
+
+def train_step(run: Run, views, labels) -> Tuple[Dict[str, Any], Dict[str, float], float]:
+    """One optimisation step; raises ``FloatingPointError`` on a non-finite loss before touching the weights."""
+    with torch.autocast(run.device.type, dtype=_DTYPES[run.precision], enabled=run.precision != "fp32"):
+        outputs = run.model(views, labels)
+    loss = outputs["loss"]
+    if not torch.isfinite(loss.detach()).item():
+        raise FloatingPointError(float(loss.detach()))
+    run.optimizer.zero_grad(set_to_none=True)
+    lr = run.schedule.step()
+    if run.scaler is not None:
+        run.scaler.scale(loss).backward()
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+    else:
+        loss.backward()
+        run.optimizer.step()
+    extra = run.objective.after_step(run.schedule.progress)
+    return outputs, extra, lr
+
+
+def pretrain(cfg: TrainConfig) -> Dict[str, Any]:
+    """Train (or resume) and return the summary written to ``out_dir/summary.json``."""
+    run = build_run(cfg)
+    out = Path(cfg.out_dir)
+    env, device, precision, info, indices = run.env, run.device, run.precision, run.info, run.indices
+    objective, model, optimizer, schedule, scaler, loader = (run.objective, run.model, run.optimizer, run.schedule,
+                                                            run.scaler, run.loader)
+    main = env.rank == 0
+    num_views, bn_note, init_source = run.num_views, run.bn_note, run.init_source
+    steps_per_epoch = len(loader)
 
     ckpt_dir = out / "checkpoints"
     step, epoch, start_batch = 0, 0, 0
@@ -151,23 +216,12 @@ def pretrain(cfg: TrainConfig) -> Dict[str, Any]:
                 t_wait = time.perf_counter()
                 for i, batch in enumerate(loader.iterate(start_batch), start=start_batch):
                     wait_total += time.perf_counter() - t_wait
-                    with torch.autocast(device.type, dtype=_DTYPES[precision], enabled=precision != "fp32"):
-                        outputs = model(batch.views, batch.label)
-                    loss = outputs["loss"]
-                    if not torch.isfinite(loss.detach()).item():
-                        raise UserError(f"loss is {loss.item()} at step {step} (epoch {epoch}); stopped without "
-                                        f"saving. Last good checkpoint: {latest_checkpoint(ckpt_dir) or 'none'}. "
-                                        "Lower optim.lr or check the data")
-                    optimizer.zero_grad(set_to_none=True)
-                    lr = schedule.step()
-                    if scaler is not None:
-                        scaler.scale(loss).backward()
-                        scaler.step(optimizer)
-                        scaler.update()
-                    else:
-                        loss.backward()
-                        optimizer.step()
-                    extra = objective.after_step(schedule.progress)
+                    try:
+                        outputs, extra, lr = train_step(run, batch.views, batch.label)
+                    except FloatingPointError as exc:
+                        raise UserError(f"loss is {exc} at step {step} (epoch {epoch}); stopped without saving. "
+                                        f"Last good checkpoint: {latest_checkpoint(ckpt_dir) or 'none'}. "
+                                        "Lower optim.lr or check the data") from None
                     step += 1
                     seen += len(batch) * env.world_size
                     for k, v in {**outputs, **extra}.items():
