@@ -160,6 +160,9 @@ class MultiViewDecoder(Operation):
         max_side = max(out_h, out_w)
         taps_cap = max_taps(self.max_stored_side, int(min(vi[:, I_OUT_H].min(), vi[:, I_OUT_W].min())))
         max_radius = max(1, int(vi[:, I_BLUR_RADIUS].max()))
+        # read from an array, not captured as ints: numba types captured ints as literals, and
+        # render_views would then be compiled anew (~20 s) for every (size, taps, radius) combination
+        scratch = np.array([max_side, taps_cap, max_radius], np.int64)
 
         def multi_view_decode(batch_indices, destination, metadata, storage_state):
             n = len(batch_indices)
@@ -188,14 +191,14 @@ class MultiViewDecoder(Operation):
                     buf = np.empty(hh * ww * 3, np.uint8)
                     imdecode_c(data, buf, h, w, h, w, 0, 0, 1, shrink, False, False)
                     render_views(buf.reshape((hh, ww * 3)), hh, ww, shrink, out, pint[b], pflt[b], vi,
-                                 max_side, taps_cap, max_radius)
+                                 scratch[0], scratch[1], scratch[2])
                 else:
                     # row by row into a 2-D array: any write into a fresh uint8 *vector* fails to type once
                     # a stock ffcv Loader has flipped numba's interned uint8[::1] to read-only (loader.py)
                     raw = np.empty((h, w * 3), np.uint8)
                     for y in range(h):
                         raw[y] = data[y * w * 3:(y + 1) * w * 3]
-                    render_views(raw, h, w, 1, out, pint[b], pflt[b], vi, max_side, taps_cap, max_radius)
+                    render_views(raw, h, w, np.int64(1), out, pint[b], pflt[b], vi, scratch[0], scratch[1], scratch[2])
             return destination[:n]
 
         multi_view_decode.is_parallel = True

@@ -120,10 +120,10 @@ def render_views(img, height, width, shrink, out, pint, pflt, vi, max_side, taps
         q = pflt[v]
         oh = vi[v, I_OUT_H]
         ow = vi[v, I_OUT_W]
-        top = p[P_TOP] // shrink
-        left = p[P_LEFT] // shrink
-        ch = max(1, min(p[P_CH] // shrink, height - top))
-        cw = max(1, min(p[P_CW] // shrink, width - left))
+        top = p[P_TOP] / shrink               # fractional on a 1/2-scale decode: resize_crop keeps it exact
+        left = p[P_LEFT] / shrink
+        ch = max(1.0, min(p[P_CH] / shrink, height - top))
+        cw = max(1.0, min(p[P_CW] / shrink, width - left))
         view = out[v]
         resize_crop(img, top, left, ch, cw, view, oh, ow, p[P_FLIP] != 0, ys, yn, yw, xs, xn, xw, row, acc)
         if p[P_JITTER]:
