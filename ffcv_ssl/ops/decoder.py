@@ -17,10 +17,7 @@ import math
 
 import numba
 import numpy as np
-from ffcv.fields.rgb_image import IMAGE_MODES
-from ffcv.libffcv import imdecode
 from ffcv.pipeline.allocation_query import AllocationQuery
-from ffcv.pipeline.compiler import Compiler
 from ffcv.pipeline.operation import Operation
 from ffcv.pipeline.state import State
 from ffcv.utils import cast_int_to_byte_ptr
@@ -30,8 +27,7 @@ from .resize import max_taps
 from .views import (CROP_CENTER, CROP_FULL, CROP_RANDOM, F_BLUR_P, F_BRIGHT, F_CENTER, F_CONTRAST, F_FLIP_P,
                     F_GRAY_P, F_HUE, F_JITTER_P, F_LOGR_HI, F_LOGR_LO, F_SAT, F_SCALE_HI, F_SCALE_LO,
                     F_SIG_HI, F_SIG_LO, F_SOLAR_P, F_SOLAR_T, I_BLUR_RADIUS, I_CROP_MODE, I_OUT_H, I_OUT_W,
-                    PARAM_FLOATS, PARAM_INTS, VIEW_FLOATS, VIEW_INTS, draw_params, half_scale_allowed,
-                    render_views)
+                    PARAM_FLOATS, PARAM_INTS, VIEW_FLOATS, VIEW_INTS, decode_batch, draw_params)
 
 CROP_MODES = {"random": CROP_RANDOM, "center": CROP_CENTER, "full": CROP_FULL}
 
@@ -147,22 +143,20 @@ class MultiViewDecoder(Operation):
         return replace(previous_state, jit_mode=True, shape=shape, dtype=dtype), AllocationQuery(shape, dtype)
 
     def generate_code(self) -> Callable:
+        # The closure only gathers where each sample's bytes are and draws the parameters; the parallel
+        # decode-and-augment kernel is a cached module-level function, so a new loader compiles seconds
+        # of glue instead of a parallel loop (~10 s per loader otherwise).
         mem_read = self.memory_read
-        imdecode_c = Compiler.compile(imdecode)
-        my_range = Compiler.get_iterator()
         vf, vi = self.vf, self.vi
         n_views = len(self.recipes)
         out_h, out_w = self.out_h, self.out_w
         seed = np.uint64(self.seed)
         state_addr = self._state.ctypes.data
-        half = self.half_scale
-        jpg = IMAGE_MODES["jpg"]
-        max_side = max(out_h, out_w)
-        taps_cap = max_taps(self.max_stored_side, int(min(vi[:, I_OUT_H].min(), vi[:, I_OUT_W].min())))
-        max_radius = max(1, int(vi[:, I_BLUR_RADIUS].max()))
-        # read from an array, not captured as ints: numba types captured ints as literals, and
-        # render_views would then be compiled anew (~20 s) for every (size, taps, radius) combination
-        scratch = np.array([max_side, taps_cap, max_radius], np.int64)
+        # sizes travel in an array, not as captured ints: numba would type captured ints as literals and
+        # compile the kernel anew for every (size, taps, radius) combination
+        shape = np.array([max(out_h, out_w),
+                          max_taps(self.max_stored_side, int(min(vi[:, I_OUT_H].min(), vi[:, I_OUT_W].min()))),
+                          max(1, int(vi[:, I_BLUR_RADIUS].max())), int(self.half_scale)], np.int64)
 
         def multi_view_decode(batch_indices, destination, metadata, storage_state):
             n = len(batch_indices)
@@ -170,36 +164,25 @@ class MultiViewDecoder(Operation):
             heights = np.empty(n, np.int64)
             widths = np.empty(n, np.int64)
             ids = np.empty(n, np.int64)
+            modes = np.empty(n, np.int64)
+            addresses = np.empty(n, np.uint64)
+            sizes = np.empty(n, np.int64)
             for b in range(n):
                 field = metadata[batch_indices[b]]
+                data = mem_read(field["data_ptr"], storage_state)
                 heights[b] = field["height"]
                 widths[b] = field["width"]
+                modes[b] = field["mode"]
                 ids[b] = batch_indices[b]
+                addresses[b] = data.ctypes.data
+                sizes[b] = data.size
             pint = np.empty((n, n_views, PARAM_INTS), np.int64)
             pflt = np.empty((n, n_views, PARAM_FLOATS), np.float64)
             draw_params(ids, heights, widths, seed, state[0], vf, vi, pint, pflt)
-            for b in my_range(n):
-                field = metadata[batch_indices[b]]
-                data = mem_read(field["data_ptr"], storage_state)
-                h = heights[b]
-                w = widths[b]
-                out = destination[b].reshape((n_views, out_h, out_w * 3))
-                if field["mode"] == jpg:
-                    shrink = 2 if half and half_scale_allowed(pint[b], vi, h, w) else 1
-                    hh = (h + shrink - 1) // shrink
-                    ww = (w + shrink - 1) // shrink
-                    buf = np.empty(hh * ww * 3, np.uint8)
-                    imdecode_c(data, buf, h, w, h, w, 0, 0, 1, shrink, False, False)
-                    render_views(buf.reshape((hh, ww * 3)), hh, ww, shrink, out, pint[b], pflt[b], vi,
-                                 scratch[0], scratch[1], scratch[2])
-                else:
-                    # row by row into a 2-D array: any write into a fresh uint8 *vector* fails to type once
-                    # a stock ffcv Loader has flipped numba's interned uint8[::1] to read-only (loader.py)
-                    raw = np.empty((h, w * 3), np.uint8)
-                    for y in range(h):
-                        raw[y] = data[y * w * 3:(y + 1) * w * 3]
-                    render_views(raw, h, w, np.int64(1), out, pint[b], pflt[b], vi, scratch[0], scratch[1], scratch[2])
+            out = destination[:n].reshape((n, n_views, out_h, out_w * 3))
+            decode_batch(addresses, sizes, modes, heights, widths, out, pint, pflt, vi, shape[3] != 0,
+                         shape[0], shape[1], shape[2])
             return destination[:n]
 
-        multi_view_decode.is_parallel = True
+        multi_view_decode.is_parallel = False     # the parallelism is inside decode_batch
         return multi_view_decode

@@ -8,9 +8,11 @@ solarized in place in the order torchvision's SimCLR/BYOL recipes apply them.
 import math
 
 import numpy as np
-from numba import njit
+import numba
+from numba import njit, prange
 
 from ._rng import derive_key, uniform
+from .jpeg import address_as_bytes, address_as_voidptr, imdecode
 from .blur import gaussian_blur
 from .color import color_jitter, grayscale, solarize
 from .crops import center_crop, random_resized_crop
@@ -134,3 +136,29 @@ def render_views(img, height, width, shrink, out, pint, pflt, vi, max_side, taps
             gaussian_blur(view, oh, ow, q[Q_SIGMA], vi[v, I_BLUR_RADIUS], taps, ring, vals, fbuf, q[Q_SOLAR])
         elif q[Q_SOLAR] >= 0.0:
             solarize(view, oh, ow, q[Q_SOLAR])
+
+
+@njit(cache=True, parallel=True)
+def decode_batch(addresses, sizes, modes, heights, widths, out, pint, pflt, vi, half, max_side, taps_cap,
+                 max_radius):
+    """Decode every sample of a batch once (JPEG via libjpeg-turbo, or raw) and render all its views.
+
+    One parallel loop over the samples; each decodes into its own buffer (1/2 DCT scale when every crop
+    of the sample allows it) and writes its V views into ``out`` (B, V, Hmax, Wmax * 3). ``addresses`` and
+    ``sizes`` locate the stored bytes (memory-mapped beton pages) of each sample.
+    """
+    for b in prange(len(addresses)):
+        h = heights[b]
+        w = widths[b]
+        if modes[b] == 0:                                        # ffcv IMAGE_MODES['jpg']
+            shrink = 2 if half and half_scale_allowed(pint[b], vi, h, w) else 1
+            hh = (h + shrink - 1) // shrink
+            ww = (w + shrink - 1) // shrink
+            img = np.empty((hh, ww * 3), np.uint8)
+            imdecode(address_as_voidptr(addresses[b]), np.uint64(sizes[b]), np.uint32(h), np.uint32(w),
+                     img.ctypes.data, np.uint32(h), np.uint32(w), np.uint32(0), np.uint32(0), np.uint32(1),
+                     np.uint32(shrink), False, False)
+            render_views(img, hh, ww, shrink, out[b], pint[b], pflt[b], vi, max_side, taps_cap, max_radius)
+        else:
+            img = numba.carray(address_as_bytes(addresses[b]), (h, w * 3))   # read in place, never written
+            render_views(img, h, w, 1, out[b], pint[b], pflt[b], vi, max_side, taps_cap, max_radius)
