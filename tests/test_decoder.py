@@ -242,3 +242,20 @@ def test_eval_view_matches_pil_centre_crop_and_torchvision(betons):
     again = [b.views[0] for b in _epoch(loader, 1)]    # nothing random in the eval view
     first = [b.views[0] for b in _epoch(loader, 0)]
     assert all(torch.equal(a, b) for a, b in zip(again, first))
+
+
+def test_region_decode_gives_the_same_views_as_a_full_decode(betons):
+    """``roi_decode_fraction``: decoding only the union of a sample's crops (lossless JPEG crop) changes
+    nothing but a few chroma-upsampling pixels on the region's edge."""
+    view = ViewConfig(count=2, size=48, **PLAIN)
+    common = dict(batch_size=8, num_workers=2, seed=SEED, order="sequential", drop_last=False,
+                  half_scale_decode=False, **identity_stats())
+    full = ViewLoader(str(betons["large"]), [view], **common)
+    roi = ViewLoader(str(betons["large"]), [view], roi_decode_fraction=1.0, **common)
+    a = views_uint8(next(iter(full)).views, [(48, 48)] * 2)
+    b = views_uint8(next(iter(roi)).views, [(48, 48)] * 2)
+    for x, y in zip(a, b):
+        assert psnr(x, y) > 40.0
+        assert np.mean(x != y) < 0.05
+    # the region path really ran: chroma upsampling at the region's border differs by a few grey levels
+    assert any(np.any(x != y) for x, y in zip(a, b))

@@ -78,6 +78,8 @@ class DataConfig:
     drop_last: bool = True
     batches_ahead: int = 3
     half_scale_decode: bool = True        # libjpeg-turbo 1/2 DCT decode when every crop allows it
+    roi_decode_fraction: float = 0.0      # decode only the crops' union when it is <= this fraction of the image
+                                          # (0: off; measured slower than a full decode with libjpeg-turbo 2.1)
     views: List[ViewConfig] = field(default_factory=lambda: [ViewConfig(count=2)])
     subset: str = "all"                   # train on a nested subset of the beton: a count or 10k/50k/.../1M/all
     subset_seed: int = 0                  # (the writers' nested-subset rule: a prefix of one seeded permutation)

@@ -150,6 +150,7 @@ class ViewLoader:
     def __init__(self, path: str, views: Sequence[ViewConfig], *, batch_size: int, num_workers: int = 0,
                  order: str = "random", seed: int = 0, distributed: bool = False, os_cache: bool = True,
                  drop_last: bool = True, batches_ahead: int = 3, half_scale_decode: bool = True,
+                 roi_decode_fraction: float = 0.0,
                  device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
                  channels_last: bool = True, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
                  indices: Optional[Sequence[int]] = None, with_index: bool = False):
@@ -176,7 +177,8 @@ class ViewLoader:
         self.num_workers = int(num_workers) or cpu_budget()
         self.seed = int(seed)
         recipes = [v.recipe() for v in views for _ in range(v.count)]
-        self.decoder = MultiViewDecoder(recipes, seed=self.seed, half_scale=half_scale_decode)
+        self.decoder = MultiViewDecoder(recipes, seed=self.seed, half_scale=half_scale_decode,
+                                        roi_fraction=roi_decode_fraction)
         on_cuda = self.device.type == "cuda"
         to_device = [ToDevice(self.device, non_blocking=True)] if on_cuda else []
         image_ops = [ToTensor(), *to_device]
@@ -301,6 +303,7 @@ def make_loader(cfg: DataConfig, split: str = "train", *, views: Optional[Sequen
                       order=order or (cfg.order if split == "train" else "sequential"), seed=seed,
                       distributed=distributed, os_cache=cfg.os_cache,
                       drop_last=(cfg.drop_last if split == "train" else False) if drop_last is None else drop_last,
-                      batches_ahead=cfg.batches_ahead, half_scale_decode=cfg.half_scale_decode, device=device,
+                      batches_ahead=cfg.batches_ahead, half_scale_decode=cfg.half_scale_decode,
+                      roi_decode_fraction=cfg.roi_decode_fraction, device=device,
                       dtype=dtype, channels_last=channels_last, mean=cfg.mean, std=cfg.std, indices=indices,
                       with_index=with_index)

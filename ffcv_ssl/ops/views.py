@@ -138,20 +138,52 @@ def render_views(img, height, width, shrink, out, pint, pflt, vi, max_side, taps
             solarize(view, oh, ow, q[Q_SOLAR])
 
 
+@njit(cache=True)
+def crop_union(pint, height, width):
+    """(top, left, h, w) covering every crop of a sample, top/left aligned down to 16 px (JPEG MCUs)."""
+    top = height
+    left = width
+    bottom = 0
+    right = 0
+    for v in range(pint.shape[0]):
+        top = min(top, pint[v, P_TOP])
+        left = min(left, pint[v, P_LEFT])
+        bottom = max(bottom, pint[v, P_TOP] + pint[v, P_CH])
+        right = max(right, pint[v, P_LEFT] + pint[v, P_CW])
+    top = (top // 16) * 16
+    left = (left // 16) * 16
+    return top, left, min(bottom, height) - top, min(right, width) - left
+
+
 @njit(cache=True, parallel=True)
 def decode_batch(addresses, sizes, modes, heights, widths, out, pint, pflt, vi, half, max_side, taps_cap,
-                 max_radius):
+                 max_radius, roi_fraction):
     """Decode every sample of a batch once (JPEG via libjpeg-turbo, or raw) and render all its views.
 
     One parallel loop over the samples; each decodes into its own buffer (1/2 DCT scale when every crop
     of the sample allows it) and writes its V views into ``out`` (B, V, Hmax, Wmax * 3). ``addresses`` and
-    ``sizes`` locate the stored bytes (memory-mapped beton pages) of each sample.
+    ``sizes`` locate the stored bytes (memory-mapped beton pages) of each sample. When the union of a
+    sample's crops covers at most ``roi_fraction`` of the image, only that region is decoded (libjpeg-turbo's
+    lossless crop, aligned to 16-px MCUs); 0 disables it.
     """
     for b in prange(len(addresses)):
         h = heights[b]
         w = widths[b]
         if modes[b] == 0:                                        # ffcv IMAGE_MODES['jpg']
             shrink = 2 if half and half_scale_allowed(pint[b], vi, h, w) else 1
+            if shrink == 1 and roi_fraction > 0.0:
+                y0, x0, rh, rw = crop_union(pint[b], h, w)
+                if rh * rw <= roi_fraction * h * w:
+                    img = np.empty((rh, rw * 3), np.uint8)
+                    imdecode(address_as_voidptr(addresses[b]), np.uint64(sizes[b]), np.uint32(h), np.uint32(w),
+                             img.ctypes.data, np.uint32(rh), np.uint32(rw), np.uint32(x0), np.uint32(y0),
+                             np.uint32(1), np.uint32(1), True, False)
+                    shifted = pint[b].copy()
+                    for v in range(shifted.shape[0]):
+                        shifted[v, P_TOP] -= y0
+                        shifted[v, P_LEFT] -= x0
+                    render_views(img, rh, rw, 1, out[b], shifted, pflt[b], vi, max_side, taps_cap, max_radius)
+                    continue
             hh = (h + shrink - 1) // shrink
             ww = (w + shrink - 1) // shrink
             img = np.empty((hh, ww * 3), np.uint8)
