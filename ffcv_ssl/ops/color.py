@@ -24,6 +24,13 @@ def _clamp_trunc(x):
     return np.uint8(min(max(x, _ZERO), _TOP))
 
 
+@njit(cache=True, fastmath=True, inline="always")
+def _floor_pos(x):
+    """floor of a non-negative float32 as a truncating cast: math.floor becomes a call to numba's
+    ``floorf`` helper per pixel, which blocks vectorisation (measured: 5% of the loader's time)."""
+    return np.float32(np.int32(x))
+
+
 @njit(cache=True, fastmath=True)
 def brightness(img, h, w, f):
     f = np.float32(f)
@@ -41,7 +48,7 @@ def luma_mean(img, h, w):
         row = img[y, :3 * w]
         acc = np.float32(0.0)
         for x in range(w):
-            acc += math.floor(_LR * row[3 * x] + _LG * row[3 * x + 1] + _LB * row[3 * x + 2])
+            acc += _floor_pos(_LR * row[3 * x] + _LG * row[3 * x + 1] + _LB * row[3 * x + 2])
         total += acc
     return total / (h * w)
 
@@ -67,7 +74,7 @@ def saturation(img, h, w, f):
             r0 = np.float32(row[3 * x])
             g0 = np.float32(row[3 * x + 1])
             b0 = np.float32(row[3 * x + 2])
-            grey = g * np.float32(math.floor(_LR * r0 + _LG * g0 + _LB * b0))
+            grey = g * _floor_pos(_LR * r0 + _LG * g0 + _LB * b0)
             row[3 * x] = _clamp_trunc(f * r0 + grey)
             row[3 * x + 1] = _clamp_trunc(f * g0 + grey)
             row[3 * x + 2] = _clamp_trunc(f * b0 + grey)
@@ -102,17 +109,17 @@ def hue(img, h, w, shift):
             gc = (maxc - g) * inv
             bc = (maxc - b) * inv
             hh = (bc - gc) if maxc == r else ((np.float32(2.0) + rc - bc) if maxc == g else (four + gc - rc))
-            hh = hh / six + one
-            hh = hh - math.floor(hh)
-            hh = hh + shift
-            hh = (hh - math.floor(hh)) * six
+            hh = hh / six + one                   # in [5/6, 11/6): positive, so truncation is floor
+            hh = hh - _floor_pos(hh)
+            hh = hh + shift + one                 # shift in [-0.5, 0.5]: still positive
+            hh = (hh - _floor_pos(hh)) * six
             vs = maxc * sat
             kr = np.float32(5.0) + hh
-            kr = kr - six * math.floor(kr / six)
+            kr = kr - six * _floor_pos(kr / six)
             kg = np.float32(3.0) + hh
-            kg = kg - six * math.floor(kg / six)
+            kg = kg - six * _floor_pos(kg / six)
             kb = one + hh
-            kb = kb - six * math.floor(kb / six)
+            kb = kb - six * _floor_pos(kb / six)
             row[3 * x] = np.uint8((maxc - vs * min(max(min(kr, four - kr), _ZERO), one)) * scale)
             row[3 * x + 1] = np.uint8((maxc - vs * min(max(min(kg, four - kg), _ZERO), one)) * scale)
             row[3 * x + 2] = np.uint8((maxc - vs * min(max(min(kb, four - kb), _ZERO), one)) * scale)

@@ -188,7 +188,9 @@ class MultiViewDecoder(Operation):
             pflt = np.empty((n, n_views, PARAM_FLOATS), np.float64)
             draw_params(ids, heights, widths, seed, state[0], vf, vi, pint, pflt)
             out = destination[:n].reshape((n, n_views, out_h, out_w * 3))
-            decode_batch(addresses, sizes, modes, heights, widths, out, pint, pflt, vi, shape[3] != 0,
+            # a writable copy: the captured recipe array is a read-only constant to numba, and a kernel
+            # compiled for a read-only argument ran 2x slower here (measured 4.8 vs 2.5 ms per sample)
+            decode_batch(addresses, sizes, modes, heights, widths, out, pint, pflt, vi.copy(), shape[3] != 0,
                          shape[0], shape[1], shape[2], roi[0])
             return destination[:n]
 
