@@ -50,14 +50,22 @@ def test_betons_round_trip_labels_exact_and_pixels_within_jpeg_tolerance(demo_da
     assert len(labels[split["train"]]) + len(labels[split["test"]]) == 1797
 
 
-def test_corrupted_variant_is_recorded_and_lower_resolution(demo_data):
+def test_corrupted_variant_is_recorded_and_equals_the_registry_corruption(demo_data):
+    """The downsample8x beton holds exactly what the registry's corruption makes of each clean image (up to
+    JPEG), and that is far from the clean image: the variant really is the low-resolution condition."""
+    from dataset_writers.corruptions import CorruptionChain
+
     data, _ = demo_data
     m = read_manifest(data / "digits_train_downsample8x.beton")
     assert [e["name"] for e in m["corruption"]] == ["downsample"] and m["corruption"][0]["params"]["factor"] == 8
-    clean, _ = _read_all(data / "digits_train_clean.beton")
+    chain = CorruptionChain.from_manifest(m["corruption"])
+    images, labels = digits_images(32)
+    src = images[split_positions(labels, 0.2, 0)["train"]]
+    expected = np.stack([chain(img, i) for i, img in enumerate(src)])
     low, _ = _read_all(data / "digits_train_downsample8x.beton")
-    energy = lambda x: np.abs(np.diff(x.astype(float), axis=2)).mean()           # horizontal detail
-    assert energy(low) < 0.6 * energy(clean)
+    assert low.shape == src.shape
+    assert psnr(low, expected) > 38.0                        # the written pixels are the corruption's (JPEG q90)
+    assert psnr(low, src) < psnr(low, expected) - 15.0       # ... and far from the clean pixels
 
 
 @pytest.mark.slow
