@@ -3,6 +3,8 @@
 Readers (one module per dataset in ``readers/``) register themselves by name; ``write_split`` writes a
 split, a nested subset or a corrupted variant through a deterministic, fail-fast writer.
 """
+import ffcv_ssl  # noqa: F401  (first: its hook makes importing ffcv ~4 s cheaper, see ffcv_ssl/_ffcv_import.py)
+
 from .errors import ImageError, WriterError
 from .manifest import manifest_path, read_manifest
 from .records import SplitIndex

@@ -98,8 +98,13 @@ def _outcome(job: Job, sjob: submitit.Job, state: str) -> Outcome:
     return Outcome(job.name, "FAILED" if state in ("FINISHED", "COMPLETED", "FAILED") else state, detail)
 
 
-def _wait(running: Sequence[Tuple[Job, submitit.Job]], deadline: float, live=None) -> List[Outcome]:
-    """Poll until every job ends or ``deadline`` (epoch seconds) passes; never a bare ``result()``."""
+def _wait(running: Sequence[Tuple[Job, submitit.Job]], deadline: float, live=None,
+          poll_s: float = 2.0) -> List[Outcome]:
+    """Poll until every job ends or ``deadline`` (epoch seconds) passes; never a bare ``result()``.
+
+    ``poll_s``: 2 s on SLURM (each poll may call sacct); local jobs are polled every 0.5 s, since their
+    state is a file read and a short job should not wait seconds for the next one to start.
+    """
     remaining = list(running)
     outcomes: List[Outcome] = []
     while remaining:
@@ -120,7 +125,7 @@ def _wait(running: Sequence[Tuple[Job, submitit.Job]], deadline: float, live=Non
                                                             "was cancelled"))
             break
         if remaining:
-            time.sleep(2.0)
+            time.sleep(poll_s)
     return outcomes
 
 
@@ -138,12 +143,13 @@ def run_sweep(name: str, stages: List[Tuple[Stage, List[Job]]], *, cluster: str,
         ex = _executor(folder, cluster, stage, partition, max_parallel, None, f"{name}-{stage.name}")
         deadline_per_job = stage.resources.timeout_min * 60 * 4 + 600
         outcomes: List[Outcome] = []
+        live = _printer(stage.name, len(todo))
         for start in range(0, len(todo), max_parallel):
             chunk = todo[start:start + max_parallel]
             submitted = [(job, ex.submit(job)) for job in chunk]
             report.submitted += len(submitted)
-            outcomes += _wait(submitted, time.time() + deadline_per_job,
-                              live=_printer(stage.name, len(todo), offset=start))
+            live.last["offset"] = start          # one printer per stage: no repeated "k/n ended" lines
+            outcomes += _wait(submitted, time.time() + deadline_per_job, live=live, poll_s=0.5)
         report.outcomes += outcomes
         if any(o.state != "COMPLETED" for o in outcomes):
             break                        # later stages need these outputs
@@ -178,14 +184,16 @@ def _run_slurm(name: str, stages: List[Tuple[Stage, List[Job]]], folder: Path, p
 
 
 def _printer(stage: str, total: int, offset: int = 0):
-    last = {"n": -1}
+    """A progress line per change of the count of ended jobs (``offset``: jobs of earlier chunks)."""
+    last = {"n": -1, "offset": offset}
 
     def show(done: List[Outcome], remaining: list) -> None:
-        n = offset + len(done)
+        n = last["offset"] + len(done)
         if n != last["n"]:
             last["n"] = n
             bad = sum(o.state != "COMPLETED" for o in done)
             console.print(f"  {stage}: {n}/{total} ended" + (f", {bad} not completed" if bad else ""))
+    show.last = last
     return show
 
 
