@@ -12,6 +12,8 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
+from ffcv_ssl.files import save_figure
+
 from .beton import sha256_file, verify_beton
 from .errors import WriterError
 from .manifest import manifest_path, read_manifest
@@ -84,13 +86,10 @@ def sample_grid(path: os.PathLike | str, png: os.PathLike | str, n: int = 16, se
         ax.set_title(f"#{idx} {label}: {name}"[:32], fontsize=7)
     fig.suptitle(f"{manifest.get('dataset')}/{manifest.get('split')}: {len(picks)} of {total} samples", fontsize=9)
     fig.tight_layout()
-    png = Path(png)
-    png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = png.with_name(f".{png.name}.tmp{os.getpid()}.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, png)
-    return png
+    try:
+        return save_figure(fig, png, dpi=100)
+    finally:
+        plt.close(fig)
 
 
 def stored_image(path: os.PathLike | str, position: int) -> tuple:
@@ -154,13 +153,10 @@ def corruption_grid(path: os.PathLike | str, png: os.PathLike | str, specs, n: i
     fig.suptitle(f"{manifest.get('dataset')}/{manifest.get('split')}: same images, each corruption condition",
                  fontsize=9)
     fig.tight_layout()
-    png = Path(png)
-    png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = png.with_name(f".{png.name}.tmp{os.getpid()}.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, png)
-    return png
+    try:
+        return save_figure(fig, png, dpi=100)
+    finally:
+        plt.close(fig)
 
 
 def render(info: Dict[str, Any], checks: Optional[Dict[str, Any]] = None) -> None:

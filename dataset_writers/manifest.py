@@ -10,6 +10,7 @@ from typing import Any, Dict
 import numpy as np
 
 from ffcv_ssl import __version__
+from ffcv_ssl.files import atomic_write_text
 
 from .errors import WriterError
 
@@ -48,10 +49,7 @@ def write_manifest(path: Path, manifest: Dict[str, Any]) -> Path:
     """Atomic write (temp + rename) of a manifest dict."""
     data = {"schema": SCHEMA, "tool_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             **manifest}
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(_jsonable(data), indent=1, sort_keys=False) + "\n")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, json.dumps(_jsonable(data), indent=1, sort_keys=False) + "\n")
 
 
 def read_manifest(beton: os.PathLike | str) -> Dict[str, Any]:

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from .errors import UserError
+from .files import atomic_write, atomic_write_text
 
 __all__ = [
     "CHECKPOINT_FORMAT", "capture_rng", "gather_rng", "restore_rng", "save_checkpoint", "load_checkpoint",
@@ -55,18 +56,13 @@ def _first_line(exc: Exception, limit: int = 160) -> str:
 
 
 def _atomic_save(obj: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
             torch.save(obj, fh)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+
+    return atomic_write(path, write)
 
 
 # ---------------------------------------------------------------------------------------------------- RNG states
@@ -299,9 +295,7 @@ def export_backbone(backbone: nn.Module, path: PathLike, arch: str, extra: Optio
     _atomic_save(state, path)
     meta = {"arch": arch, "num_features": int(getattr(unwrap(backbone), "num_features", 0)),
             "format": "timm state_dict, num_classes=0", "sha256": file_sha256(path), **(extra or {})}
-    tmp = _meta_path(path).with_name(f".{_meta_path(path).name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(meta, indent=2, default=str) + "\n")
-    os.replace(tmp, _meta_path(path))
+    atomic_write_text(_meta_path(path), json.dumps(meta, indent=2, default=str) + "\n")
     return path
 
 

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from .errors import ConfigError
+from .files import atomic_write_text
 
 T = TypeVar("T")
 
@@ -217,9 +218,4 @@ def config_to_yaml(cfg: Any) -> str:
 
 def save_config(cfg: Any, path: str | os.PathLike) -> Path:
     """Write the resolved config next to an output, atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(config_to_yaml(cfg))
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, config_to_yaml(cfg))

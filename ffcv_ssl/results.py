@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from .errors import UserError
+from .files import atomic_write_text
 
 SCHEMA = "ffcv-ssl/results/1"
 
@@ -131,12 +132,7 @@ def results_from_dict(data: Dict[str, Any]) -> Results:
 def write_results(results: Results, path: os.PathLike | str) -> Path:
     """Validate, then write atomically (temp + rename)."""
     results.validate()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(results.to_dict(), indent=1) + "\n")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, json.dumps(results.to_dict(), indent=1) + "\n")
 
 
 def read_results(path: os.PathLike | str) -> Results:

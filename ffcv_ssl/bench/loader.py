@@ -31,6 +31,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import UserError
+from ..files import atomic_write_text
 from . import register_bench
 
 SCHEMA = "ffcv-ssl/bench-loader/1"
@@ -470,13 +471,6 @@ def print_report(doc: Dict) -> None:
     console.print(f"load average (1 min) while measuring, on {doc['machine']['cpus_in_affinity_mask']} CPUs: {loads}")
 
 
-def _write_json(path: Path, doc: Dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(doc, indent=1, default=float))
-    os.replace(tmp, path)
-
-
 @register_bench("loader", help="multi-view loader vs stock ffcv, torchvision and plain JPEG decoding (issue 10)")
 def run(args: argparse.Namespace) -> int:
     from ..console import console
@@ -511,7 +505,7 @@ def run(args: argparse.Namespace) -> int:
     }
     print_report(doc)
     if args.json:
-        _write_json(Path(args.json), doc)
+        atomic_write_text(args.json, json.dumps(doc, indent=1, default=float))
         console.print(f"wrote {args.json}")
     failed = [f"{s}/{k}" for s, b in betons.items() for k, m in b["methods"].items() if m["error"]]
     failed += [f"sweep/{r['size']}px-{r['views']}v" for r in (sweep or {}).get("rows", []) if r["error"]]

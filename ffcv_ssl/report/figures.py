@@ -7,9 +7,7 @@ The paper's values, where the cell exists in the paper, are drawn as black cross
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 from .collect import Cell, Problem
@@ -50,14 +48,6 @@ def new_axes(width: float = 6.0, height: float = 4.0):
     fig = Figure(figsize=(width, height), dpi=110, layout="constrained")
     FigureCanvasAgg(fig)
     return fig, fig.add_subplot()
-
-
-def save_figure(fig, path: Path) -> Path:
-    """PNG via a temporary name + rename, so a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    fig.savefig(tmp, format="png")
-    os.replace(tmp, path)
-    return path
 
 
 # ---------------------------------------------------------------- Fig. 2

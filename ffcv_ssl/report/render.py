@@ -11,7 +11,8 @@ from typing import List, Optional
 from .claims import ClaimResult, check_claims
 from .collect import Collection, Problem, ReportError, collect
 from .experiments import EXPERIMENTS
-from .figures import FIGURES, FigureOut, save_figure
+from ..files import atomic_write_text, save_figure
+from .figures import FIGURES, FigureOut
 from .names import by_count
 from .paper import PaperBook, load_paper_values
 from .tables import TABLES, Block, Table, appendix_table
@@ -64,7 +65,7 @@ def _anchor(title: str) -> str:
 
 
 def render_markdown(report: Report) -> str:
-    col, paper = report.collection, report.paper
+    col = report.collection
     n_prob = len(report.problems)
     lines = ["# ffcv-ssl report", "",
              f"Runs folder `{col.runs_dir}`: {col.n_files} results files, {len(col.cells)} cells, "
@@ -124,11 +125,7 @@ def write_report(report: Report, out_dir: os.PathLike | str) -> Path:
     for s in report.sections:
         for f in s.figures:
             save_figure(f.figure, out_dir / f.name)
-    path = out_dir / REPORT_NAME
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(render_markdown(report), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(out_dir / REPORT_NAME, render_markdown(report))
 
 
 def report(runs_dir: os.PathLike | str, out_dir: os.PathLike | str,

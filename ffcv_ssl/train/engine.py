@@ -9,10 +9,8 @@ is keyed by (seed, epoch, sample id) a resumed run reproduces the uninterrupted 
 from __future__ import annotations
 
 import json
-import math
-import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
@@ -24,6 +22,7 @@ from ..config import save_config
 from ..console import console, progress_bar
 from ..distributed import DistEnv, all_reduce_mean, cleanup, init_distributed, per_process_batch
 from ..errors import UserError
+from ..files import atomic_write_text
 from ..loading.info import beton_info
 from ..loading.loader import make_loader
 from ..models import build_backbone, check_arch, maybe_sync_batchnorm
@@ -167,8 +166,7 @@ def pretrain(cfg: TrainConfig) -> Dict[str, Any]:
     run = build_run(cfg)
     out = Path(cfg.out_dir)
     env, device, precision, info, indices = run.env, run.device, run.precision, run.info, run.indices
-    objective, model, optimizer, schedule, scaler, loader = (run.objective, run.model, run.optimizer, run.schedule,
-                                                            run.scaler, run.loader)
+    objective, optimizer, schedule, scaler, loader = run.objective, run.optimizer, run.schedule, run.scaler, run.loader
     main = env.rank == 0
     num_views, bn_note, init_source = run.num_views, run.bn_note, run.init_source
     steps_per_epoch = len(loader)
@@ -271,9 +269,7 @@ def pretrain(cfg: TrainConfig) -> Dict[str, Any]:
         if finished:
             export_backbone(objective.backbone, out / "backbone.pth", cfg.model.arch,
                             extra={"pretrain": summary["pretrain"]})
-        tmp = out / f".summary.json.tmp{os.getpid()}"
-        tmp.write_text(json.dumps(summary, indent=1) + "\n")
-        os.replace(tmp, out / ("summary.json" if finished else "progress.json"))
+        atomic_write_text(out / ("summary.json" if finished else "progress.json"), json.dumps(summary, indent=1) + "\n")
     cleanup()
     return summary
 

@@ -1,0 +1,33 @@
+"""Atomic file output: write to a temporary name beside the target, rename when complete.
+
+A reader (or a kill at any moment) never sees half a file under the final name, and a failed write
+leaves no temporary file behind. Every result, manifest, config, report, figure and checkpoint goes
+through here.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+
+def atomic_write(path: os.PathLike | str, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` to produce the file at a temporary path, then rename it to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def atomic_write_text(path: os.PathLike | str, text: str) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def save_figure(fig, path: os.PathLike | str, **savefig_kwargs) -> Path:
+    """A matplotlib figure as PNG, atomically (the temporary name has no extension, so the format is given)."""
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", **savefig_kwargs))
