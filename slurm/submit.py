@@ -148,8 +148,9 @@ def run_sweep(name: str, stages: List[Tuple[Stage, List[Job]]], *, cluster: str,
             chunk = todo[start:start + max_parallel]
             submitted = [(job, ex.submit(job)) for job in chunk]
             report.submitted += len(submitted)
-            live.last["offset"] = start          # one printer per stage: no repeated "k/n ended" lines
-            outcomes += _wait(submitted, time.time() + deadline_per_job, live=live, poll_s=0.5)
+            # one printer per stage, so a new chunk does not repeat the last "k/n ended" line
+            outcomes += _wait(submitted, time.time() + deadline_per_job, poll_s=0.5,
+                              live=lambda done, remaining, offset=start: live(done, remaining, offset))
         report.outcomes += outcomes
         if any(o.state != "COMPLETED" for o in outcomes):
             break                        # later stages need these outputs
@@ -183,17 +184,16 @@ def _run_slurm(name: str, stages: List[Tuple[Stage, List[Job]]], folder: Path, p
     return report
 
 
-def _printer(stage: str, total: int, offset: int = 0):
+def _printer(stage: str, total: int):
     """A progress line per change of the count of ended jobs (``offset``: jobs of earlier chunks)."""
-    last = {"n": -1, "offset": offset}
+    last = {"n": -1}
 
-    def show(done: List[Outcome], remaining: list) -> None:
-        n = last["offset"] + len(done)
+    def show(done: List[Outcome], remaining: list, offset: int = 0) -> None:
+        n = offset + len(done)
         if n != last["n"]:
             last["n"] = n
             bad = sum(o.state != "COMPLETED" for o in done)
             console.print(f"  {stage}: {n}/{total} ended" + (f", {bad} not completed" if bad else ""))
-    show.last = last
     return show
 
 

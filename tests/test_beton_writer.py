@@ -6,7 +6,7 @@ import pytest
 
 from dataset_writers.beton import sha256_file, verify_beton
 from dataset_writers.errors import ImageError, WriterError
-from dataset_writers.records import ArrayImages, SplitIndex
+from dataset_writers.records import SplitIndex
 from dataset_writers.write import ImageOptions, write_split
 
 

@@ -1,6 +1,5 @@
 """Typed configs: defaults <- YAML <- overrides, and one-line errors that name the key."""
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import List, Optional, Tuple
 
 import pytest

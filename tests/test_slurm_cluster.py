@@ -19,7 +19,7 @@ import submitit
 from submitit.core.utils import FailedJobError, UncompletedJobError
 
 from slurm.cluster import SCRIPT, slurm_up
-from slurm_support import sacct_states, wait_done, wait_sacct
+from slurm_support import wait_done, wait_sacct
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 

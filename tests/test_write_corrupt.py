@@ -1,8 +1,5 @@
 """``ffcv-ssl write --corrupt``: the chain is applied in the writer, recorded, deterministic; inspect shows it."""
-import json
-
 import numpy as np
-import pytest
 from PIL import Image
 
 from dataset_writers.corruptions import CorruptionChain

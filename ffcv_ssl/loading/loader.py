@@ -8,7 +8,6 @@ conversion and normalisation happen there in torch (``finish.py``). On CPU the s
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,7 +94,6 @@ def _safe_os_cache():
     This swaps in, while one Loader is built, a manager with the same reader but a fresh read-only type.
     """
     import numba as nb
-    import numpy as np
     from ffcv.loader import loader as ffcv_loader
     from ffcv.memory_managers.os_cache import OSCacheManager
     from ffcv.pipeline.compiler import Compiler

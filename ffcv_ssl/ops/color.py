@@ -9,7 +9,6 @@ uint8 tensors exactly, including its truncation back to uint8 after every op:
 - grayscale: truncated luma on all three channels; solarize: ``x >= t -> 255 - x``.
 The colour-jitter order is a per-sample permutation (torchvision draws one per call).
 """
-import math
 
 import numpy as np
 from numba import njit

@@ -5,7 +5,6 @@ see ``../shared/reference/loading.md`` §2. Ours is tested against torchvision's
 """
 import math
 
-import numpy as np
 from numba import njit
 
 from ._rng import uniform

@@ -27,7 +27,7 @@ from .resize import max_taps
 from .views import (CROP_CENTER, CROP_FULL, CROP_RANDOM, F_BLUR_P, F_BRIGHT, F_CENTER, F_CONTRAST, F_FLIP_P,
                     F_GRAY_P, F_HUE, F_JITTER_P, F_LOGR_HI, F_LOGR_LO, F_SAT, F_SCALE_HI, F_SCALE_LO,
                     F_SIG_HI, F_SIG_LO, F_SOLAR_P, F_SOLAR_T, I_BLUR_RADIUS, I_CROP_MODE, I_OUT_H, I_OUT_W,
-                    PARAM_FLOATS, PARAM_INTS, VIEW_FLOATS, VIEW_INTS, render_batch)
+                    VIEW_FLOATS, VIEW_INTS, render_batch)
 
 CROP_MODES = {"random": CROP_RANDOM, "center": CROP_CENTER, "full": CROP_FULL}
 

@@ -5,8 +5,6 @@ A recipe is a flat row of numbers per view (``VIEW_FLOATS``/``VIEW_INTS``); para
 parallel loop, then each view is cropped+resized+flipped, colour-jittered, greyed, blurred and
 solarized in place in the order torchvision's SimCLR/BYOL recipes apply them.
 """
-import math
-
 import llvmlite.binding as llvm
 import numpy as np
 import numba
