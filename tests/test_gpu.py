@@ -39,18 +39,70 @@ def photo_beton(tmp_path_factory):
 
 
 def test_loader_gpu_path_equals_cpu_path(photo_beton):
+    """CPU-complete mode on CUDA (colour_on=host): the same bytes as on the CPU, up to bf16 rounding."""
     from ffcv_ssl.loading import ViewConfig, ViewLoader
 
     views = [ViewConfig(count=2)]
     cpu = ViewLoader(str(photo_beton), views, batch_size=32, num_workers=4, seed=3, device="cpu")
     gpu = ViewLoader(str(photo_beton), views, batch_size=32, num_workers=4, seed=3, device="cuda",
-                     dtype=torch.bfloat16)
+                     dtype=torch.bfloat16, colour_on="host")
     a, b = next(iter(cpu)), next(iter(gpu))
     assert b.views[0].device.type == "cuda" and b.views[0].dtype == torch.bfloat16
     assert b.views[0].is_contiguous(memory_format=torch.channels_last)
     for x, y in zip(a.views, b.views):
         torch.testing.assert_close(y.float().cpu(), x, rtol=1e-2, atol=2e-2)      # bf16 rounding only
     assert torch.equal(a.label, b.label.cpu())
+
+
+def _grey_levels(loader, batch):
+    fin = loader.finisher
+    return [torch.round(x.float().cpu() / fin._inv_std + fin._mean).to(torch.int64) for x in batch.views]
+
+
+def test_gpu_split_is_the_default_on_cuda_and_equals_cpu_complete(photo_beton):
+    """GPU split (host: decode + crop + resize + flip; CUDA: colour, grayscale, blur) = CPU-complete mode."""
+    from ffcv_ssl.loading import ViewConfig, ViewLoader
+
+    views = [ViewConfig(count=2), ViewConfig(count=1, size=160, blur_p=1.0, solarize_p=0.5)]
+    cpu = ViewLoader(str(photo_beton), views, batch_size=32, num_workers=4, seed=5, device="cpu")
+    gpu = ViewLoader(str(photo_beton), views, batch_size=32, num_workers=4, seed=5, device="cuda")
+    assert cpu.colour_on == "host" and gpu.colour_on == "device" and not gpu.decoder.host_colour
+    batches = 0
+    for a, b in zip(cpu, gpu):
+        assert b.views[0].device.type == "cuda" and b.views[0].is_contiguous(memory_format=torch.channels_last)
+        for x, y in zip(_grey_levels(cpu, a), _grey_levels(gpu, b)):
+            d = (x - y).abs()
+            assert int(d.max()) <= 1 and float((d != 0).float().mean()) < 0.01
+        assert torch.equal(a.label, b.label.cpu())
+        batches += 1
+    assert batches == 8
+
+
+def test_device_colour_on_cuda_equals_cpu_tensors():
+    """The batched torch ops give the same grey levels on CUDA as on CPU tensors, for drawn parameters."""
+    import numpy as np
+
+    from ffcv_ssl.ops.decoder import ViewRecipe, recipes_to_arrays
+    from ffcv_ssl.ops.device_colour import apply_colour
+    from ffcv_ssl.ops.views import COLOUR_COLS, PARAM_FLOATS, PARAM_INTS, colour_params, draw_params
+
+    recipe = ViewRecipe(size=(224, 224), jitter_p=1.0, gray_p=0.3, blur_p=0.7, solarize_p=0.3)
+    vf, vi = recipes_to_arrays([recipe])
+    n = 64
+    pint = np.zeros((n, 1, PARAM_INTS), np.int64)
+    pflt = np.zeros((n, 1, PARAM_FLOATS), np.float64)
+    draw_params(np.arange(n, dtype=np.int64), np.full(n, 375, np.int64), np.full(n, 500, np.int64),
+                np.uint64(1), 0, vf, vi, pint, pflt)
+    cols = np.zeros((n, 1, COLOUR_COLS), np.float64)
+    colour_params(pint, pflt, vi, cols)
+    g = torch.Generator().manual_seed(0)
+    smooth = torch.nn.functional.avg_pool2d(torch.rand(n, 3, 232, 232, generator=g) * 255, 9, 1)
+    crops = smooth.round().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+    params = torch.from_numpy(cols[:, 0])
+    on_cpu = apply_colour(crops, params, int(vi[0, 3]))
+    on_gpu = apply_colour(crops.cuda(), params.cuda(), int(vi[0, 3])).cpu()
+    d = (on_cpu - on_gpu).abs()
+    assert float(d.max()) <= 1 and float((d != 0).float().mean()) < 0.01
 
 
 def test_bf16_resnet50_simclr_step(photo_beton, capsys):

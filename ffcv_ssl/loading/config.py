@@ -12,6 +12,7 @@ from omegaconf import MISSING
 from ..errors import ConfigError
 
 ORDERS = ("random", "quasi_random", "sequential")
+COLOUR_ON = ("auto", "host", "device")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -80,6 +81,9 @@ class DataConfig:
     half_scale_decode: bool = True        # libjpeg-turbo 1/2 DCT decode when every crop allows it
     roi_decode_fraction: float = 0.0      # decode only the crops' union when it is <= this fraction of the image
                                           # (0: off; measured slower than a full decode with libjpeg-turbo 2.1)
+    colour_on: str = "auto"               # where colour jitter, grayscale, blur, solarize run: host (CPU-complete),
+                                          # device (GPU split: batched torch on the consumer's device), auto
+                                          # (device when the consumer is CUDA, else host); same draws either way
     views: List[ViewConfig] = field(default_factory=lambda: [ViewConfig(count=2)])
     subset: str = "all"                   # train on a nested subset of the beton: a count or 10k/50k/.../1M/all
     subset_seed: int = 0                  # (the writers' nested-subset rule: a prefix of one seeded permutation)
@@ -92,6 +96,8 @@ class DataConfig:
     def validate(self) -> None:
         if self.order not in ORDERS:
             raise ConfigError(f"data.order={self.order!r} must be one of {', '.join(ORDERS)}")
+        if self.colour_on not in COLOUR_ON:
+            raise ConfigError(f"data.colour_on={self.colour_on!r} must be one of {', '.join(COLOUR_ON)}")
         if self.batch_size < 1:
             raise ConfigError(f"data.batch_size={self.batch_size} must be >= 1")
         if self.num_workers < 0:

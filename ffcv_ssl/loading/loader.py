@@ -22,6 +22,16 @@ from .config import DataConfig, ViewConfig
 from .finish import ViewFinisher
 
 _NON_LABEL_FIELDS = ("image", "source", "index")
+_COLOUR_OUTPUT = "__colour_params"        # GPU-split mode: the second pipeline of the image field
+
+
+def resolve_colour_on(colour_on: str, device: torch.device) -> str:
+    """``auto`` -> ``device`` (GPU split) when the consumer is CUDA, else ``host`` (CPU-complete)."""
+    if colour_on not in ("auto", "host", "device"):
+        raise UserError(f"colour_on={colour_on!r} must be auto, host or device")
+    if colour_on == "auto":
+        return "device" if device.type == "cuda" else "host"
+    return colour_on
 
 
 @dataclass
@@ -148,13 +158,16 @@ class ViewLoader:
         distributed: shard samples over the processes of the initialised process group (ffcv's
             ``distributed=True``, same semantics as ``DistributedSampler`` with this seed).
         device: where finished tensors live; ``dtype``: their dtype (bf16/fp16 on GPU, fp32 on CPU).
+        colour_on: ``host`` (CPU-complete: every op in the host kernel), ``device`` (GPU split: the host
+            stops after crop + resize + flip, colour/grayscale/blur/solarize run as batched torch ops on
+            ``device``), ``auto`` (device on CUDA). Both modes use the same draws (within 1 grey level).
         indices: restrict to these sample positions (label budgets).
     """
 
     def __init__(self, path: str, views: Sequence[ViewConfig], *, batch_size: int, num_workers: int = 0,
                  order: str = "random", seed: int = 0, distributed: bool = False, os_cache: bool = True,
                  drop_last: bool = True, batches_ahead: int = 3, half_scale_decode: bool = True,
-                 roi_decode_fraction: float = 0.0,
+                 roi_decode_fraction: float = 0.0, colour_on: str = "auto",
                  device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
                  channels_last: bool = True, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
                  indices: Optional[Sequence[int]] = None, with_index: bool = False):
@@ -164,6 +177,7 @@ class ViewLoader:
         from ffcv.transforms import Squeeze, ToDevice, ToTensor
 
         from ..ops.decoder import MultiViewDecoder
+        from ..ops.views import I_BLUR_RADIUS
 
         for v in views:
             v.validate()                  # ConfigError (one line) before any work
@@ -181,12 +195,18 @@ class ViewLoader:
         self.num_workers = int(num_workers) or cpu_budget()
         self.seed = int(seed)
         recipes = [v.recipe() for v in views for _ in range(v.count)]
+        self.colour_on = resolve_colour_on(colour_on, self.device)
         self.decoder = MultiViewDecoder(recipes, seed=self.seed, half_scale=half_scale_decode,
-                                        roi_fraction=roi_decode_fraction)
+                                        roi_fraction=roi_decode_fraction, host_colour=self.colour_on == "host")
         on_cuda = self.device.type == "cuda"
         to_device = [ToDevice(self.device, non_blocking=True)] if on_cuda else []
         image_ops = [ToTensor(), *to_device]
         pipelines = {"image": PipelineSpec("image", decoder=self.decoder, transforms=image_ops)}
+        if self.colour_on == "device":
+            from ..ops.decoder import ColourParams
+
+            pipelines[_COLOUR_OUTPUT] = PipelineSpec("image", decoder=ColourParams(self.decoder),
+                                                     transforms=[ToTensor(), *to_device])
         from ffcv.reader import Reader
 
         try:
@@ -216,7 +236,8 @@ class ViewLoader:
         if len(self.loader) == 0:
             raise UserError(f"{path}: fewer samples ({len(self.loader.indices)}) than one batch of "
                             f"{batch_size}; lower the batch size or pass drop_last=False")
-        self.finisher = ViewFinisher([(r.size[0], r.size[1]) for r in recipes], mean, std, dtype, channels_last)
+        self.finisher = ViewFinisher([(r.size[0], r.size[1]) for r in recipes], mean, std, dtype, channels_last,
+                                     blur_radii=[int(r) for r in self.decoder.vi[:, I_BLUR_RADIUS]])
         self.epoch = 0
         self._checked_layer = False
         self._live: Optional[threading.Thread] = None
@@ -262,7 +283,7 @@ class ViewLoader:
                     _check_threading_layer()
                     self._checked_layer = True
                 out = dict(zip(names, raw))
-                views = self.finisher(out["image"])
+                views = self.finisher(out["image"], out.get(_COLOUR_OUTPUT))
                 # copies: ffcv reuses its (batches_ahead + 2) output slots, so a tensor handed out as is
                 # would be overwritten by a later batch while the caller still holds it
                 levels = {n: out[n].to(torch.int64, copy=True) for n in self.level_names if n in out}
@@ -287,8 +308,12 @@ class ViewLoader:
         side = max(h, w)
         scratch = self.num_workers * (self.decoder.max_area * 3 + 4 * 30 * 3 * side)
         labels = slots * b * 8 * (1 + len(self.level_names))
-        return {"view_buffers": views, "decode_scratch": scratch, "labels": labels,
-                "total": views + scratch + labels}
+        # GPU-split mode: the colour parameters, (batches_ahead + 2) x B x V x COLOUR_COLS float64
+        from ..ops.views import COLOUR_COLS
+
+        colour = slots * b * v * COLOUR_COLS * 8 if self.colour_on == "device" else 0
+        return {"view_buffers": views, "decode_scratch": scratch, "labels": labels + colour,
+                "total": views + scratch + labels + colour}
 
 
 def make_loader(cfg: DataConfig, split: str = "train", *, views: Optional[Sequence[ViewConfig]] = None,
@@ -308,6 +333,6 @@ def make_loader(cfg: DataConfig, split: str = "train", *, views: Optional[Sequen
                       distributed=distributed, os_cache=cfg.os_cache,
                       drop_last=(cfg.drop_last if split == "train" else False) if drop_last is None else drop_last,
                       batches_ahead=cfg.batches_ahead, half_scale_decode=cfg.half_scale_decode,
-                      roi_decode_fraction=cfg.roi_decode_fraction, device=device,
+                      roi_decode_fraction=cfg.roi_decode_fraction, colour_on=cfg.colour_on, device=device,
                       dtype=dtype, channels_last=channels_last, mean=cfg.mean, std=cfg.std, indices=indices,
                       with_index=with_index)

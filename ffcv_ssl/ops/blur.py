@@ -12,6 +12,8 @@ import math
 import numpy as np
 from numba import njit
 
+from .color import EXACT_MATH
+
 
 def kernel_size_for(side: int, fraction: float = 0.1) -> int:
     """SimCLR's kernel: ``fraction`` of the image side, made odd (224 px -> 23)."""
@@ -42,7 +44,7 @@ def _reflect(i, n):
     return i
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=EXACT_MATH)
 def _blur_row(src, dst, fbuf, w, taps, r):
     """Horizontal pass of one interleaved RGB row (uint8 -> float32 ``dst``), symmetric taps."""
     n3 = 3 * w
@@ -69,14 +71,14 @@ def _blur_row(src, dst, fbuf, w, taps, r):
     for x in range(w):
         if edges <= x < w - edges:
             continue
-        for ch in range(3):
-            acc = np.float32(0.0)
-            for t in range(-r, r + 1):
-                acc += np.float32(taps[t + r]) * f[3 * _reflect(x + t, w) + ch]
+        for ch in range(3):            # the interior's order of operations (GPU split reproduces it exactly)
+            acc = np.float32(taps[r]) * f[3 * x + ch]
+            for t in range(1, r + 1):
+                acc += np.float32(taps[r + t]) * (f[3 * _reflect(x - t, w) + ch] + f[3 * _reflect(x + t, w) + ch])
             dst[3 * x + ch] = acc
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=EXACT_MATH)
 def gaussian_blur(img, h, w, sigma, max_radius, taps, ring, vals, fbuf, solarize_threshold):
     """Blur ``img[:h, :3w]`` (uint8, channels folded into rows) in place.
 

@@ -8,29 +8,36 @@ uint8 tensors exactly, including its truncation back to uint8 after every op:
 - hue: RGB -> HSV, shift, HSV -> RGB in float32, back to uint8 as ``floor(x * 255.999)``;
 - grayscale: truncated luma on all three channels; solarize: ``x >= t -> 255 - x``.
 The colour-jitter order is a per-sample permutation (torchvision draws one per call).
+
+Float semantics: ``EXACT_MATH`` is fastmath without contraction, reassociation or approximate
+reciprocals, so every float32 operation rounds as IEEE arithmetic does. The GPU-split path
+(``device_colour.py``) then reproduces these kernels bit for bit with plain torch ops; with full fastmath,
+fused multiply-adds made ~1e-4 of the hue pixels differ by one level, which a later contrast or a
+solarize threshold can amplify. The loops are element-wise, so they vectorise all the same.
 """
 
 import numpy as np
 from numba import njit
 
 BRIGHTNESS, CONTRAST, SATURATION, HUE = 0, 1, 2, 3
+EXACT_MATH = {"nnan", "ninf", "nsz"}     # no contract / reassoc / arcp / afn: IEEE rounding of every op
 _LR, _LG, _LB = np.float32(0.2989), np.float32(0.587), np.float32(0.114)
 _ZERO, _TOP = np.float32(0.0), np.float32(255.0)
 
 
-@njit(cache=True, fastmath=True, inline="always")
+@njit(cache=True, fastmath=EXACT_MATH, inline="always")
 def _clamp_trunc(x):
     return np.uint8(min(max(x, _ZERO), _TOP))
 
 
-@njit(cache=True, fastmath=True, inline="always")
+@njit(cache=True, fastmath=EXACT_MATH, inline="always")
 def _floor_pos(x):
     """floor of a non-negative float32 as a truncating cast: math.floor becomes a call to numba's
     ``floorf`` helper per pixel, which blocks vectorisation (measured: 5% of the loader's time)."""
     return np.float32(np.int32(x))
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=EXACT_MATH)
 def brightness(img, h, w, f):
     f = np.float32(f)
     for y in range(h):
@@ -39,20 +46,21 @@ def brightness(img, h, w, f):
             row[i] = _clamp_trunc(f * row[i])
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=EXACT_MATH)
 def luma_mean(img, h, w):
     """Mean over the view of ``floor(luma)``: the grey level contrast blends towards."""
     total = 0.0
     for y in range(h):
         row = img[y, :3 * w]
-        acc = np.float32(0.0)
+        acc = np.int32(0)           # integer sum: exact, and it vectorises without reassociation
         for x in range(w):
-            acc += _floor_pos(_LR * row[3 * x] + _LG * row[3 * x + 1] + _LB * row[3 * x + 2])
+            acc += np.int32(_LR * np.float32(row[3 * x]) + _LG * np.float32(row[3 * x + 1])
+                            + _LB * np.float32(row[3 * x + 2]))
         total += acc
     return total / (h * w)
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=EXACT_MATH)
 def contrast(img, h, w, f):
     mean = np.float32(luma_mean(img, h, w))
     f = np.float32(f)
@@ -63,7 +71,7 @@ def contrast(img, h, w, f):
             row[i] = _clamp_trunc(f * row[i] + offset)
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=EXACT_MATH)
 def saturation(img, h, w, f):
     f = np.float32(f)
     g = np.float32(1.0) - f
@@ -79,7 +87,7 @@ def saturation(img, h, w, f):
             row[3 * x + 2] = _clamp_trunc(f * b0 + grey)
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=EXACT_MATH)
 def hue(img, h, w, shift):
     """HSV hue rotation by ``shift`` turns (torchvision ``adjust_hue``, factor in [-0.5, 0.5]).
 
@@ -124,7 +132,7 @@ def hue(img, h, w, shift):
             row[3 * x + 2] = np.uint8((maxc - vs * min(max(min(kb, four - kb), _ZERO), one)) * scale)
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=EXACT_MATH)
 def grayscale(img, h, w):
     for y in range(h):
         row = img[y, :3 * w]
@@ -136,7 +144,7 @@ def grayscale(img, h, w):
             row[3 * x + 2] = l
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=EXACT_MATH)
 def solarize(img, h, w, threshold):
     t = np.float32(threshold)
     for y in range(h):

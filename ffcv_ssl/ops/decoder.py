@@ -9,6 +9,10 @@ parallel loop over the batch, into a ``(B, V, H, W, 3)`` uint8 buffer. Views may
 
 Randomness comes from a counter RNG keyed by (seed, epoch, sample id, view), drawn before the
 parallel loop, so batches are identical for any worker count, batch composition or DDP rank.
+
+GPU-split mode (``host_colour=False``): the kernel stops after crop + resize + flip, and ``ColourParams``,
+a second decoder of the same field, delivers the colour parameters drawn from the same keys; the
+consumer's device then applies them (``device_colour.py``), freeing the host's cores.
 """
 from dataclasses import dataclass, replace
 from typing import Callable, Optional, Sequence, Tuple
@@ -27,7 +31,7 @@ from .resize import max_taps
 from .views import (CROP_CENTER, CROP_FULL, CROP_RANDOM, F_BLUR_P, F_BRIGHT, F_CENTER, F_CONTRAST, F_FLIP_P,
                     F_GRAY_P, F_HUE, F_JITTER_P, F_LOGR_HI, F_LOGR_LO, F_SAT, F_SCALE_HI, F_SCALE_LO,
                     F_SIG_HI, F_SIG_LO, F_SOLAR_P, F_SOLAR_T, I_BLUR_RADIUS, I_CROP_MODE, I_OUT_H, I_OUT_W,
-                    VIEW_FLOATS, VIEW_INTS, render_batch)
+                    COLOUR_COLS, VIEW_FLOATS, VIEW_INTS, colour_batch, render_batch)
 
 CROP_MODES = {"random": CROP_RANDOM, "center": CROP_CENTER, "full": CROP_FULL}
 
@@ -115,11 +119,14 @@ class MultiViewDecoder(Operation):
         roi_fraction: decode only the union of a sample's crops when it covers at most this fraction of
             the image (0: never). libjpeg-turbo 2.1's lossless crop re-reads the whole entropy stream, so it
             pays off only for small unions; ``ffcv-ssl bench loader`` measures it.
+        host_colour: apply colour jitter, grayscale, blur and solarize here (CPU-complete mode); False
+            stops after crop + resize + flip (GPU-split mode, see ``ColourParams``).
     """
 
     def __init__(self, recipes: Sequence[ViewRecipe], seed: int = 0, half_scale: bool = True,
-                 roi_fraction: float = 0.0):
+                 roi_fraction: float = 0.0, host_colour: bool = True):
         super().__init__()
+        self.host_colour = bool(host_colour)
         if not recipes:
             raise ValueError("MultiViewDecoder needs at least one view recipe")
         self.recipes = tuple(recipes)
@@ -164,7 +171,8 @@ class MultiViewDecoder(Operation):
         # compile the kernel anew for every (size, taps, radius) combination
         shape = np.array([max(out_h, out_w),
                           max_taps(self.max_stored_side, int(min(vi[:, I_OUT_H].min(), vi[:, I_OUT_W].min()))),
-                          max(1, int(vi[:, I_BLUR_RADIUS].max())), int(self.half_scale)], np.int64)
+                          max(1, int(vi[:, I_BLUR_RADIUS].max())), int(self.half_scale), int(self.host_colour)],
+                         np.int64)
         roi = np.array([self.roi_fraction], np.float64)
 
         def multi_view_decode(batch_indices, destination, metadata, storage_state):
@@ -191,8 +199,53 @@ class MultiViewDecoder(Operation):
             render_batch(ids.ctypes.data, heights.ctypes.data, widths.ctypes.data, modes.ctypes.data,
                          addresses.ctypes.data, sizes.ctypes.data, vf_rw.ctypes.data, vi_rw.ctypes.data,
                          destination.ctypes.data, n, n_views, out_h, out_w * 3, seed, state[0], shape[3],
-                         shape[0], shape[1], shape[2], roi[0])
+                         shape[0], shape[1], shape[2], roi[0], shape[4])
             return destination[:n]
 
         multi_view_decode.is_parallel = False     # the parallelism is inside the kernel (decode_batch)
         return multi_view_decode
+
+
+class ColourParams(Operation):
+    """Second decoder of the image field in GPU-split mode: each sample's colour parameters, no pixels.
+
+    Output per sample: float64 ``(V, COLOUR_COLS)`` (columns ``C_*`` of ``views.py``), drawn by the same
+    ``draw_params`` with the same (seed, epoch, sample id, view) keys as ``decoder`` (whose epoch it
+    reads), so the device applies exactly what CPU-complete mode would have applied. It reads only the
+    field's metadata (height, width), never the JPEG bytes.
+    """
+
+    def __init__(self, decoder: MultiViewDecoder):
+        super().__init__()
+        self.decoder = decoder
+
+    def declare_state_and_memory(self, previous_state: State) -> Tuple[State, Optional[AllocationQuery]]:
+        shape = (len(self.decoder.recipes), COLOUR_COLS)
+        dtype = np.dtype("<f8")
+        return replace(previous_state, jit_mode=True, shape=shape, dtype=dtype), AllocationQuery(shape, dtype)
+
+    def generate_code(self) -> Callable:
+        vf, vi = self.decoder.vf, self.decoder.vi
+        n_views = len(self.decoder.recipes)
+        seed = np.uint64(self.decoder.seed)
+        state_addr = self.decoder._state.ctypes.data
+
+        def colour_params(batch_indices, destination, metadata, storage_state):
+            n = len(batch_indices)
+            vf_rw = vf.copy()
+            vi_rw = vi.copy()
+            state = numba.carray(cast_int_to_byte_ptr(state_addr), (16,)).view(np.int64)
+            heights = np.empty(n, np.int64)
+            widths = np.empty(n, np.int64)
+            ids = np.empty(n, np.int64)
+            for b in range(n):
+                field = metadata[batch_indices[b]]
+                heights[b] = field["height"]
+                widths[b] = field["width"]
+                ids[b] = batch_indices[b]
+            colour_batch(ids.ctypes.data, heights.ctypes.data, widths.ctypes.data, vf_rw.ctypes.data,
+                         vi_rw.ctypes.data, destination.ctypes.data, n, n_views, seed, state[0])
+            return destination[:n]
+
+        colour_params.is_parallel = False
+        return colour_params

@@ -32,6 +32,10 @@ P_TOP, P_LEFT, P_CH, P_CW, P_FLIP, P_JITTER, P_ORDER, P_GRAY, P_BLUR = 0, 1, 2, 
 PARAM_INTS = 12
 Q_FACTORS, Q_SIGMA, Q_SOLAR = 0, 4, 5
 PARAM_FLOATS = 6
+# columns of the colour parameters handed to the device in GPU-split mode (float64, per sample and view;
+# ``device_colour.py`` reads them): what ``render_views`` would apply after crop + resize + flip
+C_JITTER, C_ORDER, C_FACTORS, C_GRAY, C_BLUR, C_SIGMA, C_SOLAR = 0, 1, 5, 9, 10, 11, 12
+COLOUR_COLS = 13
 
 
 @njit(cache=True)
@@ -86,6 +90,28 @@ def draw_params(sample_ids, heights, widths, seed, epoch, vf, vi, pint, pflt):
 
 
 @njit(cache=True)
+def colour_params(pint, pflt, vi, out):
+    """Copy the colour part of the drawn parameters into ``out[b, v, :COLOUR_COLS]`` (GPU-split mode).
+
+    The numbers are the very draws ``render_views`` applies in CPU-complete mode, so both modes agree
+    sample by sample; blur is marked only where the view has a kernel (``I_BLUR_RADIUS`` > 0).
+    """
+    for b in range(pint.shape[0]):
+        for v in range(pint.shape[1]):
+            p = pint[b, v]
+            q = pflt[b, v]
+            o = out[b, v]
+            o[C_JITTER] = p[P_JITTER]
+            for k in range(4):
+                o[C_ORDER + k] = p[P_ORDER + k]
+                o[C_FACTORS + k] = q[Q_FACTORS + k]
+            o[C_GRAY] = p[P_GRAY]
+            o[C_BLUR] = 1.0 if p[P_BLUR] != 0 and vi[v, I_BLUR_RADIUS] > 0 else 0.0
+            o[C_SIGMA] = q[Q_SIGMA]
+            o[C_SOLAR] = q[Q_SOLAR]
+
+
+@njit(cache=True)
 def half_scale_allowed(pint, vi, height, width):
     """True when every crop of the sample is at least twice its output size (1/2 DCT decode is exact enough)."""
     if height < 2 or width < 2:
@@ -97,8 +123,11 @@ def half_scale_allowed(pint, vi, height, width):
 
 
 @njit(cache=True)
-def render_views(img, height, width, shrink, out, pint, pflt, vi, max_side, taps_cap, max_radius):
+def render_views(img, height, width, shrink, out, pint, pflt, vi, max_side, taps_cap, max_radius, host_colour=True):
     """Write every view of one decoded sample into ``out`` (V, Hmax, Wmax * 3) uint8.
+
+    With ``host_colour`` False (GPU-split mode) it stops after crop + resize + flip: colour jitter,
+    grayscale, blur and solarize then run on the consumer's device (``device_colour.py``).
 
     ``img`` is the decoded image (height, width * 3), decoded at 1/``shrink`` of the stored size
     (crops are in stored-size coordinates). Scratch is allocated here, per sample: with glibc's
@@ -127,6 +156,8 @@ def render_views(img, height, width, shrink, out, pint, pflt, vi, max_side, taps
         cw = max(1.0, min(p[P_CW] / shrink, width - left))
         view = out[v]
         resize_crop(img, top, left, ch, cw, view, oh, ow, p[P_FLIP] != 0, ys, yn, yw, xs, xn, xw, row, acc)
+        if not host_colour:
+            continue
         if p[P_JITTER]:
             color_jitter(view, oh, ow, p[P_ORDER:P_ORDER + 4], q[Q_FACTORS:Q_FACTORS + 4])
         if p[P_GRAY]:
@@ -156,7 +187,7 @@ def crop_union(pint, height, width):
 
 @njit(cache=True, parallel=True)
 def decode_batch(addresses, sizes, modes, heights, widths, out, pint, pflt, vi, half, max_side, taps_cap,
-                 max_radius, roi_fraction):
+                 max_radius, roi_fraction, host_colour):
     """Decode every sample of a batch once (JPEG via libjpeg-turbo, or raw) and render all its views.
 
     One parallel loop over the samples; each decodes into its own buffer (1/2 DCT scale when every crop
@@ -181,7 +212,8 @@ def decode_batch(addresses, sizes, modes, heights, widths, out, pint, pflt, vi, 
                     for v in range(shifted.shape[0]):
                         shifted[v, P_TOP] -= y0
                         shifted[v, P_LEFT] -= x0
-                    render_views(img, rh, rw, 1, out[b], shifted, pflt[b], vi, max_side, taps_cap, max_radius)
+                    render_views(img, rh, rw, 1, out[b], shifted, pflt[b], vi, max_side, taps_cap, max_radius,
+                                 host_colour)
                     continue
             hh = (h + shrink - 1) // shrink
             ww = (w + shrink - 1) // shrink
@@ -189,10 +221,11 @@ def decode_batch(addresses, sizes, modes, heights, widths, out, pint, pflt, vi, 
             imdecode(address_as_voidptr(addresses[b]), np.uint64(sizes[b]), np.uint32(h), np.uint32(w),
                      img.ctypes.data, np.uint32(h), np.uint32(w), np.uint32(0), np.uint32(0), np.uint32(1),
                      np.uint32(shrink), False, False)
-            render_views(img, hh, ww, shrink, out[b], pint[b], pflt[b], vi, max_side, taps_cap, max_radius)
+            render_views(img, hh, ww, shrink, out[b], pint[b], pflt[b], vi, max_side, taps_cap, max_radius,
+                         host_colour)
         else:
             img = numba.carray(address_as_bytes(addresses[b]), (h, w * 3))   # read in place, never written
-            render_views(img, h, w, 1, out[b], pint[b], pflt[b], vi, max_side, taps_cap, max_radius)
+            render_views(img, h, w, 1, out[b], pint[b], pflt[b], vi, max_side, taps_cap, max_radius, host_colour)
 
 
 # ------------------------------------------------------------------ the batch kernel, called by address
@@ -207,12 +240,13 @@ RENDER_BATCH_SIG = types.int64(
     _P, _P, _P,                                          # vf (V x VIEW_FLOATS), vi (V x VIEW_INTS), out (uint8)
     types.int64, types.int64, types.int64, types.int64,  # n, views, out_h, out_w * 3
     types.uint64, types.int64,                           # seed, epoch
-    types.int64, types.int64, types.int64, types.int64, types.float64)  # half, max_side, taps_cap, radius, roi
+    types.int64, types.int64, types.int64, types.int64, types.float64,  # half, max_side, taps_cap, radius, roi
+    types.int64)                                         # host_colour (0: GPU split, stop after crop+resize+flip)
 
 
 @cfunc(RENDER_BATCH_SIG, cache=True)
 def render_batch_c(p_ids, p_heights, p_widths, p_modes, p_addresses, p_sizes, p_vf, p_vi, p_out, n, n_views,
-                   out_h, out_w3, seed, epoch, half, max_side, taps_cap, max_radius, roi_fraction):
+                   out_h, out_w3, seed, epoch, half, max_side, taps_cap, max_radius, roi_fraction, host_colour):
     ids = numba.carray(address_as_voidptr(p_ids), (n,), np.int64)
     heights = numba.carray(address_as_voidptr(p_heights), (n,), np.int64)
     widths = numba.carray(address_as_voidptr(p_widths), (n,), np.int64)
@@ -226,10 +260,36 @@ def render_batch_c(p_ids, p_heights, p_widths, p_modes, p_addresses, p_sizes, p_
     pflt = np.empty((n, n_views, PARAM_FLOATS), np.float64)
     draw_params(ids, heights, widths, seed, epoch, vf, vi, pint, pflt)
     decode_batch(addresses, sizes, modes, heights, widths, out, pint, pflt, vi, half != 0, max_side, taps_cap,
-                 max_radius, roi_fraction)
+                 max_radius, roi_fraction, host_colour != 0)
     return 0
 
 
-_RENDER_SYMBOL = "ffcv_ssl_render_batch"
+_RENDER_SYMBOL = "ffcv_ssl_render_batch_v2"
 llvm.add_symbol(_RENDER_SYMBOL, render_batch_c.address)
 render_batch = types.ExternalFunction(_RENDER_SYMBOL, RENDER_BATCH_SIG)
+
+# GPU-split mode: the colour parameters of a batch, drawn by the same ``draw_params`` (same keys, same
+# counters) as the host kernel, for the device-side augmentation. Called by address like ``render_batch``.
+COLOUR_BATCH_SIG = types.int64(
+    _P, _P, _P, _P, _P, _P,                              # ids, heights, widths (int64), vf, vi, out (float64)
+    types.int64, types.int64, types.uint64, types.int64)  # n, views, seed, epoch
+
+
+@cfunc(COLOUR_BATCH_SIG, cache=True)
+def colour_batch_c(p_ids, p_heights, p_widths, p_vf, p_vi, p_out, n, n_views, seed, epoch):
+    ids = numba.carray(address_as_voidptr(p_ids), (n,), np.int64)
+    heights = numba.carray(address_as_voidptr(p_heights), (n,), np.int64)
+    widths = numba.carray(address_as_voidptr(p_widths), (n,), np.int64)
+    vf = numba.carray(address_as_voidptr(p_vf), (n_views, VIEW_FLOATS), np.float64)
+    vi = numba.carray(address_as_voidptr(p_vi), (n_views, VIEW_INTS), np.int64)
+    out = numba.carray(address_as_voidptr(p_out), (n, n_views, COLOUR_COLS), np.float64)
+    pint = np.empty((n, n_views, PARAM_INTS), np.int64)
+    pflt = np.empty((n, n_views, PARAM_FLOATS), np.float64)
+    draw_params(ids, heights, widths, seed, epoch, vf, vi, pint, pflt)
+    colour_params(pint, pflt, vi, out)
+    return 0
+
+
+_COLOUR_SYMBOL = "ffcv_ssl_colour_batch"
+llvm.add_symbol(_COLOUR_SYMBOL, colour_batch_c.address)
+colour_batch = types.ExternalFunction(_COLOUR_SYMBOL, COLOUR_BATCH_SIG)
