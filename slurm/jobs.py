@@ -88,6 +88,49 @@ class PretrainJob(Job, submitit.helpers.Checkpointable):
         return submitit.helpers.DelayedSubmission(self)       # the model state is on disk, not in the pickle
 
 
+@dataclass(frozen=True)
+class JobPack(submitit.helpers.Checkpointable):
+    """Several jobs of one stage run one after another in ONE process (one array task).
+
+    Every job is a fresh ``python`` that pays its imports (torch, ffcv, timm: seconds) before any work; for
+    short jobs (rehearsals, small evaluations) that dominates. A pack pays it once. Each member keeps its own
+    outputs and skip rule; a member that fails does not stop the others, and the pack then raises one error
+    with a line per failed member (``<job name>: <error>``), which the submitter attributes to each member.
+    On preemption or time-out the whole pack is requeued; finished members skip themselves.
+    """
+
+    jobs: Tuple[Job, ...]
+
+    @property
+    def name(self) -> str:
+        return f"pack[{self.jobs[0].name} +{len(self.jobs) - 1}]" if len(self.jobs) > 1 else self.jobs[0].name
+
+    def __call__(self) -> Dict[str, Any]:
+        import traceback
+
+        done, errors = [], []
+        for job in self.jobs:
+            try:
+                done.append(job())
+            except Exception as exc:  # noqa: BLE001 - reported per member below, with its traceback in the log
+                traceback.print_exc()
+                errors.append(f"{job.name}: {type(exc).__name__}: {exc}".replace("\n", " "))
+        if errors:
+            raise RuntimeError(f"{len(errors)} of {len(self.jobs)} packed job(s) failed:\n" + "\n".join(errors))
+        return {"job": self.name, "members": done}
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
+        return submitit.helpers.DelayedSubmission(self)
+
+
+def member_error(detail: str, job_name: str) -> str:
+    """The line of a pack's error that concerns ``job_name`` (the whole text when there is none)."""
+    for line in detail.splitlines():
+        if line.startswith(f"{job_name}: "):
+            return line[len(job_name) + 2:]
+    return detail
+
+
 def _write_io(args: Tuple[str, ...], config: str, eval_kind: str) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
     from ffcv_ssl.cli import build_parser
 

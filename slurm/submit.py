@@ -18,7 +18,7 @@ from ffcv_ssl.console import console
 from ffcv_ssl.errors import UserError
 
 from .cluster import DEFAULT_PARTITION, slurm_up
-from .jobs import Job
+from .jobs import Job, JobPack, member_error
 from .sweep import Stage, describe, pending
 
 CLUSTERS = ("slurm", "local", "debug")
@@ -94,7 +94,8 @@ def _outcome(job: Job, sjob: submitit.Job, state: str) -> Outcome:
         exc = sjob.exception()
     except Exception as err:  # noqa: BLE001 - e.g. UncompletedJobError without a result pickle
         exc = err
-    detail = str(exc) if exc is not None else f"ended in state {state} without producing {', '.join(job.outputs)}"
+    detail = member_error(str(exc), job.name) if exc is not None else \
+        f"ended in state {state} without producing {', '.join(job.outputs)}"
     return Outcome(job.name, "FAILED" if state in ("FINISHED", "COMPLETED", "FAILED") else state, detail)
 
 
@@ -109,8 +110,9 @@ def _wait(running: Sequence[Tuple[Job, submitit.Job]], deadline: float, live=Non
     outcomes: List[Outcome] = []
     while remaining:
         still = []
+        states: Dict[int, str] = {}                      # one query per submitit job (packs share one)
         for job, sjob in remaining:
-            state = _state(sjob)
+            state = states[id(sjob)] = states[id(sjob)] if id(sjob) in states else _state(sjob)
             if sjob.done() or state in _FINAL or state.startswith("CANCELLED"):
                 outcomes.append(_outcome(job, sjob, state))
             else:
@@ -129,28 +131,57 @@ def _wait(running: Sequence[Tuple[Job, submitit.Job]], deadline: float, live=Non
     return outcomes
 
 
+def make_packs(todo: Sequence[Job], pack: int, parallel: int) -> List[List[Job]]:
+    """Split a stage's jobs into array tasks of at most ``pack`` jobs each, but into at least ``parallel``
+    tasks when there are that many jobs (so every slot has work); sizes differ by at most one, order kept."""
+    if pack <= 1 or len(todo) <= 1:
+        return [[j] for j in todo]
+    n = min(len(todo), max(-(-len(todo) // pack), parallel))
+    size, extra = divmod(len(todo), n)
+    out, start = [], 0
+    for k in range(n):
+        end = start + size + (1 if k < extra else 0)
+        out.append(list(todo[start:end]))
+        start = end
+    return out
+
+
+def _task(group: Sequence[Job]):
+    """What one array task runs: the job itself, or a ``JobPack`` of several."""
+    return group[0] if len(group) == 1 else JobPack(tuple(group))
+
+
 def run_sweep(name: str, stages: List[Tuple[Stage, List[Job]]], *, cluster: str, folder: Path,
-              partition: Optional[str] = None, max_parallel: int = 4, wait: bool = True) -> SweepReport:
-    """Submit what is not done yet and (by default) wait for it, printing progress per stage."""
+              partition: Optional[str] = None, max_parallel: int = 4, wait: bool = True,
+              pack: int = 1) -> SweepReport:
+    """Submit what is not done yet and (by default) wait for it, printing progress per stage.
+
+    ``pack``: jobs per array task (default 1: one process per job). Above 1, a stage's jobs are grouped into
+    ``JobPack``s run one after another in one process, which saves the start-up of a process per job
+    (seconds of imports) for short jobs; outcomes are still reported per job.
+    """
     report = SweepReport()
     if cluster == "slurm":
-        return _run_slurm(name, stages, folder, partition, max_parallel, wait, report)
+        return _run_slurm(name, stages, folder, partition, max_parallel, wait, report, pack)
     for stage, jobs in stages:           # local/debug: no dependencies, so stage after stage
         todo = pending(jobs)
         report.skipped += len(jobs) - len(todo)
         if not todo:
             continue
         ex = _executor(folder, cluster, stage, partition, max_parallel, None, f"{name}-{stage.name}")
-        deadline_per_job = stage.resources.timeout_min * 60 * 4 + 600
+        groups = make_packs(todo, pack, max_parallel)
         outcomes: List[Outcome] = []
         live = _printer(stage.name, len(todo))
-        for start in range(0, len(todo), max_parallel):
-            chunk = todo[start:start + max_parallel]
-            submitted = [(job, ex.submit(job)) for job in chunk]
+        offset = 0
+        for start in range(0, len(groups), max_parallel):
+            chunk = groups[start:start + max_parallel]
+            submitted = [(job, sjob) for group in chunk for sjob in [ex.submit(_task(group))] for job in group]
             report.submitted += len(submitted)
+            deadline = time.time() + max(len(g) for g in chunk) * (stage.resources.timeout_min * 60 * 4 + 600)
             # one printer per stage, so a new chunk does not repeat the last "k/n ended" line
-            outcomes += _wait(submitted, time.time() + deadline_per_job, poll_s=0.5,
-                              live=lambda done, remaining, offset=start: live(done, remaining, offset))
+            outcomes += _wait(submitted, deadline, poll_s=0.5,
+                              live=lambda done, remaining, offset=offset: live(done, remaining, offset))
+            offset += len(submitted)
         report.outcomes += outcomes
         if any(o.state != "COMPLETED" for o in outcomes):
             break                        # later stages need these outputs
@@ -158,7 +189,7 @@ def run_sweep(name: str, stages: List[Tuple[Stage, List[Job]]], *, cluster: str,
 
 
 def _run_slurm(name: str, stages: List[Tuple[Stage, List[Job]]], folder: Path, partition: Optional[str],
-               max_parallel: int, wait: bool, report: SweepReport) -> SweepReport:
+               max_parallel: int, wait: bool, report: SweepReport, pack: int = 1) -> SweepReport:
     """All stages at once: one array per stage, each ``afterok`` on the previous stage's array."""
     previous: List[str] = []
     submitted_all: List[Tuple[Stage, List[Tuple[Job, submitit.Job]]]] = []
@@ -169,16 +200,20 @@ def _run_slurm(name: str, stages: List[Tuple[Stage, List[Job]]], folder: Path, p
             continue
         dependency = f"afterok:{':'.join(previous)}" if previous else None
         ex = _executor(folder, "slurm", stage, partition, max_parallel, dependency, f"{name}-{stage.name}")
+        groups = make_packs(todo, pack, max_parallel)
         with ex.batch():
-            submitted = [(job, ex.submit(job)) for job in todo]
+            tasks = [(group, ex.submit(_task(group))) for group in groups]
+        submitted = [(job, sjob) for group, sjob in tasks for job in group]
         report.submitted += len(submitted)
         previous = sorted({s.job_id.split("_")[0] for _, s in submitted})
-        console.print(f"stage [bold]{stage.name}[/]: {len(submitted)} job(s), array {', '.join(previous)}"
+        console.print(f"stage [bold]{stage.name}[/]: {len(submitted)} job(s)"
+                      + (f" in {len(tasks)} task(s)" if len(tasks) != len(submitted) else "")
+                      + f", array {', '.join(previous)}"
                       + (f", starts after {dependency}" if dependency else ""))
         submitted_all.append((stage, submitted))
     if not wait:
         return report
-    deadline = time.time() + sum(s.resources.timeout_min * 60 * 4 + 600 for s, _ in submitted_all)
+    deadline = time.time() + sum(s.resources.timeout_min * 60 * 4 + 600 for s, subs in submitted_all for _ in subs)
     for stage, submitted in submitted_all:
         report.outcomes += _wait(submitted, deadline, live=_printer(stage.name, len(submitted)))
     return report

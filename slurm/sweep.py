@@ -14,7 +14,7 @@ import shlex
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ffcv_ssl.config import ConfigError, load_config
 from ffcv_ssl.errors import UserError
@@ -136,8 +136,19 @@ def render(template: str, values: Dict[str, Any], where: str) -> str:
     return text
 
 
-def expand(sweep: Sweep) -> List[Tuple[Stage, List[Job]]]:
-    """Every stage with its jobs, in stage order; job names are unique within the sweep."""
+#: A hook that changes a job's rendered arguments before the job is built: ``(stage, config, args) -> args``,
+#: where ``config`` is the stage's rendered config path ("" for write stages). ``ffcv-ssl rehearse`` passes
+#: one (``ffcv_ssl/rehearse/profile.py``) to run the study's sweep files unchanged at a documented smaller
+#: scale; ``ffcv-ssl submit`` passes none.
+ArgsHook = Callable[[Stage, str, Tuple[str, ...]], Tuple[str, ...]]
+
+
+def expand(sweep: Sweep, rewrite: Optional[ArgsHook] = None) -> List[Tuple[Stage, List[Job]]]:
+    """Every stage with its jobs, in stage order; job names are unique within the sweep.
+
+    ``rewrite``: optional :data:`ArgsHook` applied to each job's arguments after rendering; job inputs and
+    outputs are resolved from the rewritten arguments, so skipping and validation see what will run.
+    """
     out: List[Tuple[Stage, List[Job]]] = []
     seen: Dict[str, str] = {}
     for stage in sweep.stages:
@@ -150,8 +161,11 @@ def expand(sweep: Sweep) -> List[Tuple[Stage, List[Job]]]:
             # arguments ("--corrupt paper_jpeg") or none (""); write lists without spaces: budgets=[10k,all]
             args = [tok for a in stage.args for tok in shlex.split(render(a, values, where))]
             config = render(stage.config, values, where) if stage.config else ""
+            if rewrite is not None:
+                args = list(rewrite(stage, config, tuple(args)))
+            eval_kind = render(stage.eval_kind, values, where)     # e.g. "{probe}": the sweep picks the protocol
             job = make_job(stage.kind, name=f"{stage.name}[{label}]", stage=stage.name, args=tuple(args),
-                           config=config, eval_kind=stage.eval_kind)
+                           config=config, eval_kind=eval_kind)
             for output in job.outputs:
                 if output in seen:
                     raise UserError(f"{where}: output {output} is also written by {seen[output]}; give each job "
@@ -180,10 +194,11 @@ def validate_inputs(stages: List[Tuple[Stage, List[Job]]]) -> None:
                 produced[output] = job.name
 
 
-def plan(path: str | Path, sets: Sequence[str] = ()) -> Tuple[Sweep, List[Tuple[Stage, List[Job]]]]:
-    """Load, expand and validate: what ``ffcv-ssl submit --dry-run`` shows."""
+def plan(path: str | Path, sets: Sequence[str] = (),
+         rewrite: Optional[ArgsHook] = None) -> Tuple[Sweep, List[Tuple[Stage, List[Job]]]]:
+    """Load, expand and validate: what ``ffcv-ssl submit --dry-run`` shows (``rewrite``: see :func:`expand`)."""
     sweep = load_sweep(path, sets)
-    stages = expand(sweep)
+    stages = expand(sweep, rewrite)
     validate_inputs(stages)
     return sweep, stages
 
@@ -201,7 +216,8 @@ def describe(stages: List[Tuple[Stage, List[Job]]]) -> List[Dict[str, Any]]:
     for stage, jobs in stages:
         todo = pending(jobs)
         r = stage.resources
-        rows.append({"stage": stage.name, "kind": stage.kind if stage.kind != "eval" else f"eval {stage.eval_kind}",
+        rows.append({"stage": stage.name, "kind": stage.kind if stage.kind != "eval" else
+                     "eval " + "/".join(sorted({j.eval_kind for j in jobs} or {stage.eval_kind})),
                      "jobs": len(jobs), "done": len(jobs) - len(todo), "to_run": len(todo),
                      "resources": f"{r.nodes} node x {r.tasks_per_node} task, {r.gpus_per_node} GPU, "
                                   f"{r.cpus_per_task} CPU, {r.mem_gb}G, {r.timeout_min}m"})

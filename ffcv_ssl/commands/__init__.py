@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict
 
 # Order of the workflow, which is also the order of ``ffcv-ssl --help``.
-_MODULES = ("write", "inspect", "pretrain", "eval", "submit", "report", "bench", "demo")
+_MODULES = ("write", "inspect", "pretrain", "eval", "submit", "rehearse", "report", "bench", "demo")
 
 
 @dataclass(frozen=True)
