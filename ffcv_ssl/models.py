@@ -93,6 +93,8 @@ def maybe_sync_batchnorm(module: "nn.Module", enabled: bool, device: "torch.devi
     Converts only when ``enabled``, ``world_size > 1`` and the device is CUDA: PyTorch's SyncBatchNorm raises
     on CPU tensors, so CPU (gloo) runs keep per-process BN. Call it after moving the objective to its device
     and before wrapping it in DDP and building the optimizer (parameters are reused, not copied).
+    Children named in ``module.local_batchnorm`` keep per-process BN (MoCo's Shuffle-BN key encoder: global
+    statistics would again be shared by queries and keys).
 
     Returns:
         The (possibly new) module and a one-line note saying what was done, for the run log.
@@ -107,5 +109,12 @@ def maybe_sync_batchnorm(module: "nn.Module", enabled: bool, device: "torch.devi
         return module, "batch norm over the whole batch (single process)"
     if device.type != "cuda":
         return module, f"per-process batch norm: SyncBatchNorm needs CUDA, this run uses {device.type}"
+    keep = tuple(getattr(module, "local_batchnorm", ()))   # e.g. MoCo's Shuffle-BN key encoder
+    if keep:
+        for name, child in list(module.named_children()):
+            if name not in keep:
+                setattr(module, name, convert_sync_batchnorm(child))
+        return module, (f"SyncBatchNorm over {world_size} processes (global batch statistics), "
+                        f"per-process BN in {', '.join(keep)}")
     converted = convert_sync_batchnorm(module)
     return converted, f"SyncBatchNorm over {world_size} processes (global batch statistics)"

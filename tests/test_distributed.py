@@ -153,6 +153,7 @@ def _run_rank(rank: int, port: int, out_dir: str) -> None:
     # 3. MoCo: keys of both processes are enqueued, in rank order, on both.
     torch.manual_seed(0)
     moco = tiny_objective("moco")
+    moco.cfg.shuffle_bn = False  # keys per process, as computed below; Shuffle BN: test_moco_shuffle_bn.py
     views = [v[rank * BATCH:(rank + 1) * BATCH] for v in _global_views(seed=2)]
     with torch.no_grad():
         res["moco_keys"] = torch.nn.functional.normalize(moco.target_projector(moco.target_backbone(views[1])), dim=1)

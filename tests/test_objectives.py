@@ -261,6 +261,7 @@ def test_moco_queue_pointer_and_content_with_wraparound():
 
 def test_moco_enqueues_the_step_keys_only_after_the_step():
     obj = tiny_objective("moco")
+    obj.cfg.shuffle_bn = False  # keys over the whole batch, as computed below; Shuffle BN: test_moco_shuffle_bn.py
     views = random_views(2, batch=4)
     with torch.no_grad():  # keys of view 1 by the (train-mode) key encoder, before any update
         expected = F.normalize(obj.target_projector(obj.target_backbone(views[1])), dim=1)

@@ -131,6 +131,16 @@ class MoCoConfig:
         proj_bn: batch norm in the head's hidden layers (MoCo v2: no).
         symmetric: also use view 1 as query and view 0 as key (MoCo v3 style; both views' keys are queued).
             False is MoCo v2: queries from view 0, keys from view 1.
+        shuffle_bn: Shuffle BN (MoCo v1 Sec. 3.3, kept by v2): the key encoder's batch norm sees a random
+            subset of the batch that differs from the query's, so a query cannot find its positive through
+            shared batch statistics. Under DDP the key images of all processes are shuffled with one
+            permutation (rank 0's, broadcast) and each process encodes its shard with per-process BN, then
+            the keys are unshuffled (the reference's ``_batch_shuffle_ddp``); the key encoder then keeps
+            per-process BN even when ``model.sync_bn`` makes the query encoder global. In one process the
+            key batch is permuted and split into ``shuffle_bn_groups`` BN groups. False: plain BN (MoCo v3).
+        shuffle_bn_groups: BN groups of the key batch in ONE process (ignored under DDP, where each
+            process is one group as in the reference). 8 reproduces the reference's 8 GPUs x 32 images at
+            its batch of 256; never more than (key images) / 2 groups are formed, since BN needs 2 samples.
     """
 
     queue_size: int = 65536
@@ -143,11 +153,16 @@ class MoCoConfig:
     proj_dim: int = 128
     proj_bn: bool = False
     symmetric: bool = False
+    shuffle_bn: bool = True
+    shuffle_bn_groups: int = 8
 
     def validate(self) -> None:
         _check_range("objective.moco.temperature", self.temperature, 0.0, float("inf"), lo_open=True)
         if self.queue_size < 1:
             raise ConfigError(f"config key 'objective.moco.queue_size' must be >= 1, got {self.queue_size}")
+        if self.shuffle_bn_groups < 1:
+            raise ConfigError("config key 'objective.moco.shuffle_bn_groups' must be >= 1, got "
+                              f"{self.shuffle_bn_groups}")
         _validate_momentum("objective.moco", self.base_momentum, self.final_momentum, self.momentum_schedule)
 
 
