@@ -53,6 +53,8 @@ class EvalConfig:
     concat_with: List[str] = field(default_factory=list)   # concat: further checkpoints whose features are appended
     train: str = MISSING                              # labelled training beton
     test: str = MISSING                               # evaluation beton
+    cross_dataset: bool = False                       # test is another dataset on purpose: class indices compared
+                                                      # as they are (default: refuse a label-space mismatch)
     budgets: List[str] = field(default_factory=lambda: ["all"])
     budget_seed: int = 0
     balanced_budgets: bool = False

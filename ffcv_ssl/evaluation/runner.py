@@ -18,8 +18,9 @@ from ..errors import UserError
 from ..results import EvalInfo, PretrainInfo, Results, write_results
 from .backbones import BackboneSource, resolve_backbone
 from .config import KINDS, EvalConfig
+from .label_space import LabelSpace, check_label_space
 
-Evaluation = Callable[[EvalConfig, BackboneSource], List[Path]]
+Evaluation = Callable[[EvalConfig, Optional[BackboneSource], LabelSpace], List[Path]]
 EVALUATIONS: Dict[str, Evaluation] = {}
 
 
@@ -134,18 +135,20 @@ def _probe_config(cfg: EvalConfig):
                              device=str(_device(cfg)))
 
 
-def _linear_results(cfg: EvalConfig, source: BackboneSource, kind: str, train, test,
+def _linear_results(cfg: EvalConfig, source: BackboneSource, kind: str, train, test, space: LabelSpace,
                     concat: Optional[List[PretrainInfo]] = None, hierarchy=None) -> List[Path]:
     from .linear import PROTOCOL, linear_probe
 
     y_train, y_test = train.label_array(cfg.label_level), test.label_array(cfg.label_level)
+    num_classes = space.classes_at(cfg.label_level, y_train, y_test)   # the dataset's, not the budget's
     written = []
     for budget in _budgets(cfg, train.count):
         pos = _positions(cfg, y_train, budget)
-        res = linear_probe(train.features, y_train, test.features, y_test, positions=pos,
+        res = linear_probe(train.features, y_train, test.features, y_test, positions=pos, num_classes=num_classes,
                            config=_probe_config(cfg))
         levels = hierarchy.top1_per_level(res.test_topk[:, 0], y_test) if hierarchy is not None else {}
-        extra = {**res.extra(), "n_train": int(len(pos)), "n_test": int(test.count)}
+        extra = {**res.extra(), "n_train": int(len(pos)), "n_test": int(test.count),
+                 "label_space": space.describe()}
         if hierarchy is not None:
             extra["hierarchy"] = hierarchy.describe()
         results = Results(pretrain_info(source), _eval_info(cfg, kind, budget, PROTOCOL), res.metrics(),
@@ -155,32 +158,34 @@ def _linear_results(cfg: EvalConfig, source: BackboneSource, kind: str, train, t
 
 
 @register_evaluation("linear")
-def eval_linear(cfg: EvalConfig, source: BackboneSource) -> List[Path]:
+def eval_linear(cfg: EvalConfig, source: BackboneSource, space: LabelSpace) -> List[Path]:
     """Linear probe on cached features, one result per budget (Fig 2a, Table 1)."""
     return _linear_results(cfg, source, "linear", extract_features(source, cfg.train, cfg),
-                           extract_features(source, cfg.test, cfg))
+                           extract_features(source, cfg.test, cfg), space)
 
 
 @register_evaluation("knn")
-def eval_knn(cfg: EvalConfig, source: BackboneSource) -> List[Path]:
+def eval_knn(cfg: EvalConfig, source: BackboneSource, space: LabelSpace) -> List[Path]:
     """Cosine kNN (k=20, temperature-weighted votes): the quick monitor."""
     from .knn import PROTOCOL, KnnConfig, knn_probe
 
     train, test = extract_features(source, cfg.train, cfg), extract_features(source, cfg.test, cfg)
     y_train, y_test = train.label_array(cfg.label_level), test.label_array(cfg.label_level)
+    num_classes = space.classes_at(cfg.label_level, y_train, y_test)
     written = []
     for budget in _budgets(cfg, train.count):
         pos = _positions(cfg, y_train, budget)
-        res = knn_probe(train.features, y_train, test.features, y_test, positions=pos,
+        res = knn_probe(train.features, y_train, test.features, y_test, positions=pos, num_classes=num_classes,
                         config=KnnConfig(k=cfg.knn.k, temperature=cfg.knn.temperature, device=str(_device(cfg))))
         results = Results(pretrain_info(source), _eval_info(cfg, "knn", budget, PROTOCOL), res.metrics(),
-                          extra={"n_train": int(len(pos)), "k": cfg.knn.k})
+                          extra={"n_train": int(len(pos)), "n_test": int(test.count), "k": cfg.knn.k,
+                                 "label_space": space.describe()})
         written.append(write_results(results, _out(cfg, "knn", budget)))
     return written
 
 
 @register_evaluation("hierarchical")
-def eval_hierarchical(cfg: EvalConfig, source: BackboneSource) -> List[Path]:
+def eval_hierarchical(cfg: EvalConfig, source: BackboneSource, space: LabelSpace) -> List[Path]:
     """Train at the finest level, map predictions and targets up the hierarchy, top-1 per level (Fig 5)."""
     from ..loading.info import beton_info
     from .hierarchy import Hierarchy
@@ -195,11 +200,11 @@ def eval_hierarchical(cfg: EvalConfig, source: BackboneSource) -> List[Path]:
     else:
         hierarchy = Hierarchy.from_manifest(cfg.train, cfg.test, levels=cfg.levels or None, fine_level="label")
     return _linear_results(cfg, source, "hierarchical", extract_features(source, cfg.train, cfg),
-                           extract_features(source, cfg.test, cfg), hierarchy=hierarchy)
+                           extract_features(source, cfg.test, cfg), space, hierarchy=hierarchy)
 
 
 @register_evaluation("concat")
-def eval_concat(cfg: EvalConfig, source: BackboneSource) -> List[Path]:
+def eval_concat(cfg: EvalConfig, source: BackboneSource, space: LabelSpace) -> List[Path]:
     """Features of ``checkpoint`` and every ``concat_with`` side by side, then the linear probe (Table 3)."""
     from .concat import concat_caches
 
@@ -210,10 +215,10 @@ def eval_concat(cfg: EvalConfig, source: BackboneSource) -> List[Path]:
                           *[extract_features(o, cfg.train, cfg) for o in others])
     test = concat_caches(extract_features(source, cfg.test, cfg),
                          *[extract_features(o, cfg.test, cfg) for o in others])
-    return _linear_results(cfg, source, "linear", train, test, concat=[pretrain_info(o) for o in others])
+    return _linear_results(cfg, source, "linear", train, test, space, concat=[pretrain_info(o) for o in others])
 
 
-def _train_protocol(cfg: EvalConfig, source: Optional[BackboneSource], kind: str) -> List[Path]:
+def _train_protocol(cfg: EvalConfig, source: Optional[BackboneSource], kind: str, space: LabelSpace) -> List[Path]:
     """Fine-tuning, supervised from scratch and the reference linear protocol, via the training engine."""
     from ..loading.info import beton_info
     from ..train.config import TrainConfig
@@ -249,6 +254,7 @@ def _train_protocol(cfg: EvalConfig, source: Optional[BackboneSource], kind: str
         tcfg.tensorboard = False
         tcfg.init_from = source.path if (source is not None and kind != "scratch") else ""
         tcfg.freeze_backbone = kind == "reference_linear"
+        tcfg.num_classes = space.num_classes           # the dataset's classes, whatever the budget holds
         if budget is not None and budget < tcfg.data.batch_size:
             tcfg.data.batch_size = max(1, budget)
         summary = pretrain(tcfg)
@@ -257,29 +263,33 @@ def _train_protocol(cfg: EvalConfig, source: Optional[BackboneSource], kind: str
                     "scratch": "supervised from scratch on the budget (RRC+flip)",
                     "reference_linear": "frozen backbone, augmented inputs, SGD linear head "
                                         f"({tp.epochs} epochs): SimCLR's reference protocol"}[kind]
+        o = tp.optim     # the recipe, so that the report can say which one produced the number
+        protocol += (f"; recipe: {o.name}{' nesterov' if o.nesterov else ''} lr {o.lr:g}"
+                     f"{' x batch/256' if o.lr_scaling == 'linear' else ''}, wd {o.weight_decay:g}, "
+                     f"{o.warmup_epochs:g} warm-up + {tp.epochs} epochs, batch {tp.batch_size}")
         pre = pretrain_info(source) if source is not None and kind != "scratch" else PretrainInfo(method="none",
                                                                                                   arch=arch)
         results = Results(pre, _eval_info(cfg, kind, budget, protocol),
                           {"top1": float(val.get("top1", 0.0)), "top5": float(val.get("top5", 0.0))},
                           extra={"n_train": int(summary.get("num_train", 0)), "train_run": str(out_dir),
-                                 "seconds": summary.get("seconds")})
+                                 "seconds": summary.get("seconds"), "label_space": space.describe()})
         written.append(write_results(results, _out(cfg, kind, budget)))
     return written
 
 
 @register_evaluation("finetune")
-def eval_finetune(cfg: EvalConfig, source: BackboneSource) -> List[Path]:
-    return _train_protocol(cfg, source, "finetune")
+def eval_finetune(cfg: EvalConfig, source: BackboneSource, space: LabelSpace) -> List[Path]:
+    return _train_protocol(cfg, source, "finetune", space)
 
 
 @register_evaluation("scratch")
-def eval_scratch(cfg: EvalConfig, source: Optional[BackboneSource]) -> List[Path]:
-    return _train_protocol(cfg, None, "scratch")
+def eval_scratch(cfg: EvalConfig, source: Optional[BackboneSource], space: LabelSpace) -> List[Path]:
+    return _train_protocol(cfg, None, "scratch", space)
 
 
 @register_evaluation("reference_linear")
-def eval_reference_linear(cfg: EvalConfig, source: BackboneSource) -> List[Path]:
-    return _train_protocol(cfg, source, "reference_linear")
+def eval_reference_linear(cfg: EvalConfig, source: BackboneSource, space: LabelSpace) -> List[Path]:
+    return _train_protocol(cfg, source, "reference_linear", space)
 
 
 def run_eval(kind: str, cfg: EvalConfig) -> List[Path]:
@@ -293,6 +303,7 @@ def run_eval(kind: str, cfg: EvalConfig) -> List[Path]:
         raise UserError(f"unknown evaluation '{kind}'" + (f"; did you mean '{close[0]}'?" if close else "")
                         + f" (known: {', '.join(KINDS)})")
     train, test = beton_info(cfg.train), beton_info(cfg.test)       # missing betons: one line, before any work
+    space = check_label_space(train, test, cfg.cross_dataset)         # another dataset's labels: one line
     for name, info in (("train", train), ("test", test)):
         if cfg.label_level != "label" and cfg.label_level not in info.level_names:
             raise UserError(f"{name} beton {info.path} has no label level '{cfg.label_level}' "
@@ -301,4 +312,4 @@ def run_eval(kind: str, cfg: EvalConfig) -> List[Path]:
     if kind != "scratch" and not cfg.checkpoint:
         raise UserError(f"kind {kind} needs checkpoint=RUN_DIR, checkpoint=PATH/backbone.pth or checkpoint=random")
     source = None if kind == "scratch" else resolve_backbone(cfg.checkpoint, cfg.arch, cfg.seed)
-    return EVALUATIONS[kind](cfg, source)
+    return EVALUATIONS[kind](cfg, source, space)
