@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
 
@@ -15,8 +16,16 @@ err_console = Console(stderr=True, highlight=False)
 
 
 def error_line(message: str) -> None:
-    """Print one red line on stderr: the whole of what a user sees of a ``UserError``."""
-    err_console.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    """Print one red line on stderr: the whole of what a user sees of a ``UserError``.
+
+    The message is escaped: paths and lists such as ``[/data/x]`` or ``[ENOSPC]`` are text, not rich markup
+    (unescaped, a closing-tag look-alike made rich raise instead of printing the error)."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
+
+
+def warning_line(message: str) -> None:
+    """Print one yellow line on stderr: something the run can go on without, but the user must know about."""
+    err_console.print(f"[bold yellow]warning:[/] {escape(message)}", markup=True, soft_wrap=True)
 
 
 def progress_enabled() -> bool:

@@ -34,11 +34,16 @@ class TrainConfig:
     tensorboard: bool = True           # also write TensorBoard events when the tensorboard package is installed
     init_from: str = ""                # start the backbone from an exported backbone.pth or a pretraining run dir
     freeze_backbone: bool = False      # train only the heads (frozen backbone, BN in eval mode): linear protocol
+    num_classes: int = 0               # classifier width (supervised); 0: the training beton's manifest num_classes
+    resume_with_changes: bool = False  # resume although data/model/objective/optim/seed differ from the checkpoint;
+                                       # the step ranges of each setting are recorded in provenance.json
 
     def validate(self) -> None:
         if self.device not in DEVICES:
             raise ConfigError(f"device={self.device!r} must be one of {', '.join(DEVICES)}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision={self.precision!r} must be one of {', '.join(PRECISIONS)}")
+        if self.num_classes < 0:
+            raise ConfigError(f"num_classes={self.num_classes} must be >= 0 (0: from the beton's manifest)")
         if self.checkpoint_every < 0 or self.log_every < 1 or self.max_steps < 0 or self.keep_checkpoints < 1:
             raise ConfigError("need checkpoint_every >= 0, log_every >= 1, max_steps >= 0, keep_checkpoints >= 1")
