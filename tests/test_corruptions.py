@@ -443,3 +443,113 @@ def test_corrupted_beton_is_identical_for_any_worker_count_and_holds_the_chain_p
     assert 0.2 < changed.mean() < 0.4
     for pos in (0, 17, len(index) - 1):
         np.testing.assert_array_equal(images[pos], chain(index.source.load(pos), int(index.ids[pos])))
+
+
+# ---------------------------------------------------------------- corruptions meet the full-resolution source
+# Real ImageNet-like photographs (longer side 500, as ImageNet's typical and iNat21's maximum size), stored
+# as the writer stores them by default; the paper corrupted the full-resolution images, so each condition
+# must keep its meaning relative to the full-resolution source whatever the storage cap.
+
+def _photo_index(tmp_path, count: int, long_side: int, as_files: bool):
+    """``count`` real photo crops (scikit-image / scikit-learn photographs), as JPEG files (q95) or arrays."""
+    from dataset_writers.records import FileImages, SplitIndex
+    from ffcv_ssl.bench._photos import PhotoCrops
+
+    crops = PhotoCrops(seed=3, count=count, long_side=long_side)
+    images = [crops.load(i) for i in range(count)]
+    if as_files:
+        names = []
+        for i, im in enumerate(images):
+            names.append(f"{i}.jpg")
+            Image.fromarray(im).save(tmp_path / names[-1], quality=95)
+        source = FileImages(tmp_path, names)
+    else:
+        source = _ListImages(images)
+    return SplitIndex(dataset="photos", split="train", ids=np.arange(100, 100 + count), labels=np.zeros(count),
+                      class_names=["photo"], source=source)
+
+
+class _ListImages:
+    """Arrays of different shapes (an ``ImageSource``); picklable."""
+
+    def __init__(self, images):
+        self.images = images
+
+    def load(self, pos, draft_max_side=None):
+        return self.images[pos]
+
+    def describe(self, pos):
+        return f"photo[{pos}]"
+
+
+def _stored(beton: Path) -> list:
+    from dataset_writers.inspect import stored_image
+    from dataset_writers.manifest import read_manifest
+
+    return [stored_image(beton, pos)[0] for pos in range(read_manifest(beton)["num_samples"])]
+
+
+def _write(index, out, spec=None, **image):
+    from dataset_writers.write import ImageOptions, write_split
+
+    chain = CorruptionChain.build(spec, seed=0) if spec else None
+    write_split(index, out, image=ImageOptions(page_size=1 << 22, **image), corrupt=chain, workers=0)
+    return _stored(out)
+
+
+def test_corruptions_apply_to_the_full_resolution_source_before_the_storage_cap(tmp_path):
+    """Raw storage (no re-encode), sources twice the cap: what is stored is cap(chain(full decode)),
+    not chain(cap(draft decode)), so salt & pepper dots are drawn on the photo's own pixels."""
+    from dataset_writers.images import open_rgb
+    from dataset_writers.write import resize_max_side
+
+    index = _photo_index(tmp_path, 3, long_side=768, as_files=True)
+    chain = CorruptionChain.build("salt_pepper:p=0.09", seed=0)
+    got = _write(index, tmp_path / "sp.beton", "salt_pepper:p=0.09", max_resolution=384, write_mode="raw")
+    for pos, stored in enumerate(got):
+        source = open_rgb(tmp_path / f"{pos}.jpg")
+        np.testing.assert_array_equal(stored, resize_max_side(chain(source, 100 + pos), 384))
+
+
+def test_salt_pepper_survives_default_storage_at_its_density_before_re_encoding(tmp_path):
+    """At the default cap a 500-px photo is not resampled, so every dot is stored as a saturated pixel."""
+    index = _photo_index(tmp_path, 4, long_side=500, as_files=False)
+    p = 0.09
+    clean = _write(index, tmp_path / "clean.beton", write_mode="raw")
+    dotted = _write(index, tmp_path / "sp.beton", f"salt_pepper:p={p}", write_mode="raw")
+    for pos, (c, d) in enumerate(zip(clean, dotted)):
+        source = index.source.load(pos)
+        assert c.shape == d.shape == source.shape                          # the full-resolution source, uncapped
+        np.testing.assert_array_equal(d, CorruptionChain.build(f"salt_pepper:p={p}")(source, 100 + pos))
+        saturated = lambda im: np.all(im == 255, axis=2) | np.all(im == 0, axis=2)  # noqa: E731
+        assert saturated(d)[np.any(c != d, axis=2)].all()                  # every changed pixel is a dot
+        free = ~saturated(c)
+        assert binomial_ok(int(saturated(d)[free].sum()), int(free.sum()), p), pos   # at density p
+
+
+def _round_trip_loss(image: np.ndarray, factor: float) -> float:
+    """Mean squared luma change of a Lanczos down-by-``factor``-and-back round trip: the detail the image
+    holds above 1/factor of its Nyquist frequency."""
+    h, w = image.shape[:2]
+    small = Image.fromarray(image).resize((round(w / factor), round(h / factor)), Image.Resampling.LANCZOS)
+    back = np.asarray(small.resize((w, h), Image.Resampling.LANCZOS), dtype=np.float64)
+    weights = np.array([0.299, 0.587, 0.114])
+    return float(np.mean(((image.astype(np.float64) - back) @ weights) ** 2))
+
+
+def test_resize_and_downsample_keep_their_factor_relative_to_the_source_at_the_default_storage(tmp_path):
+    """Default storage (cap, JPEG q90): the resize control must shrink the clean stored image by
+    source_short / 256 (1.46 for a 500x375 photo, as in the paper), not by the cap's 288 / 256 = 1.1; the
+    2x condition must hold 2x less detail than the control on top of that."""
+    index = _photo_index(tmp_path, 4, long_side=500, as_files=False)
+    clean = _write(index, tmp_path / "clean.beton")
+    resized = _write(index, tmp_path / "resize.beton", "paper_resize")
+    down2 = _write(index, tmp_path / "down2.beton", "paper_downsample2x")
+    for pos, (c, r, d) in enumerate(zip(clean, resized, down2)):
+        source_short = min(index.source.load(pos).shape[:2])
+        assert min(r.shape[:2]) == min(d.shape[:2]) == 256
+        measured = min(c.shape[:2]) / min(r.shape[:2])
+        assert measured == pytest.approx(source_short / 256, rel=0.01), pos
+        # the 2x image holds (almost) nothing above half its Nyquist frequency; the control does
+        assert _round_trip_loss(d, 2.0) < 0.25 * _round_trip_loss(r, 2.0), pos
+        assert measured * 2 == pytest.approx(source_short / 128, rel=0.01)

@@ -130,5 +130,5 @@ def test_write_help_lists_every_dataset_and_its_options(capsys):
     assert exc.value.code == 0
     out = capsys.readouterr().out
     for name in ("imagenet:", "inat21:", "places365:", "glc20:", "val_layout=auto", "label_rule=centre",
-                 "hierarchy=", "--subset", "--on-error", "--max-resolution", "default 384"):
+                 "hierarchy=", "--subset", "--on-error", "--max-resolution", "default 512"):
         assert name in out, name

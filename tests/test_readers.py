@@ -26,7 +26,7 @@ from dataset_writers.subsets import nested_subset  # noqa: E402
 from dataset_writers.write import ImageOptions, resize_max_side, write_dataset  # noqa: E402
 from ffcv_ssl.config import load_config  # noqa: E402
 
-SMALL_PAGES = ImageOptions(page_size=1 << 21)   # default storage (384 px, JPEG q90), small pages for tiny files
+SMALL_PAGES = ImageOptions(max_resolution=384, page_size=1 << 21)   # cap below the 500 px fixtures, JPEG q90
 LAYOUTS = ("folders", "kaggle", "devkit")
 
 

@@ -90,9 +90,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                           "N samples (250000, 250k, 1M); repeat for each part, in pool order")
     src.add_argument("--out", required=True, help="output FILE.beton; its manifest is written beside it")
     store = p.add_argument_group("storage (defaults suit 224-px training; see ImageOptions)")
-    store.add_argument("--max-resolution", type=int, default=384,
-                       help="longer side cap in px (default 384: keeps the short side of 4:3 photos >= 256 for "
-                            "eval at 224; use 256 for fastest loading, 500 to keep ImageNet/iNat21 resolution)")
+    store.add_argument("--max-resolution", type=int, default=512,
+                       help="longer side cap in px (default 512: ImageNet/iNat21 stay at their published <= 500 px, "
+                            "so corruptions keep their factor against the clean beton; 384 or 256 for smaller, "
+                            "faster betons; measured trade-off in docs/corruptions.md)")
     store.add_argument("--write-mode", default="jpg", choices=("jpg", "raw", "smart"),
                        help="jpg (default; ~10x smaller than raw), raw (lossless, large), smart (raw when small)")
     store.add_argument("--jpeg-quality", type=int, default=90,
