@@ -57,14 +57,18 @@ install_system() {
   PY="$(pick_python)" || { log "no Python 3.10-3.12 found; install one (e.g. apt-get install python3.11)"; exit 2; }
 }
 
+quiet_pip() { "$@" 2> >(grep -v "^WARNING: Location 'file://.*' is ignored" >&2); }
+
 install_python() {
   local stamp=".venv/.installed" want
   want="$(cat setup.py | sha256sum | cut -d' ' -f1)-$("$PY" -c 'import sys; print(sys.version.split()[0])')"
   if [ -x .venv/bin/python ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return 0; fi
   log "creating .venv with $PY and installing ffcv-ssl (first time: a few minutes; ffcv compiles from source)"
   [ -x .venv/bin/python ] || "$PY" -m venv .venv
-  .venv/bin/python -m pip install -q --upgrade pip setuptools wheel
-  .venv/bin/python -m pip install -q -e ".[test]"
+  # PYTHONWARNINGS: setuptools' editable-install notice ("be careful with folders ... same name") is a screen of
+  # text about the folder we install from; quiet_pip drops pip's notices about absent local index folders.
+  PYTHONWARNINGS="ignore:Editable installation" quiet_pip .venv/bin/python -m pip install -q --upgrade pip setuptools wheel
+  PYTHONWARNINGS="ignore:Editable installation" quiet_pip .venv/bin/python -m pip install -q -e ".[test]"
   echo "$want" >"$stamp"
 }
 

@@ -33,6 +33,10 @@ INSTALL_REQUIRES = [
     "setuptools>=70",         # distutils shim that ffcv 1.0.2 imports at run time on Python 3.12
 ]
 
+# configs/ and each folder under it (pretrain/, sweeps/, eval/, ...) as data packages ffcv_ssl.configs[.NAME]
+CONFIG_PACKAGES = ["ffcv_ssl.configs"] + sorted(
+    "ffcv_ssl.configs." + d.name for d in (HERE / "configs").iterdir() if d.is_dir() and not d.name.startswith("_"))
+
 setup(
     name="ffcv-ssl",
     version=VERSION,
@@ -40,10 +44,14 @@ setup(
     long_description=(HERE / "README.md").read_text(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10,<3.13",
-    packages=find_packages(include=["ffcv_ssl", "ffcv_ssl.*", "dataset_writers", "dataset_writers.*",
-                                    "slurm", "slurm.*"]),
-    include_package_data=True,
-    package_data={"ffcv_ssl": ["data/*.json", "data/*.yaml"]},
+    # The repository keeps the design's top-level folders; two of them install *inside* ffcv_ssl so that a wheel
+    # is complete and no generic top-level name is claimed: slurm/ -> ffcv_ssl.slurm (with cluster.sh) and
+    # configs/ -> ffcv_ssl.configs (the shipped YAML configs and sweeps, see ffcv_ssl/paths.py).
+    packages=find_packages(include=["ffcv_ssl", "ffcv_ssl.*", "dataset_writers", "dataset_writers.*"])
+    + ["ffcv_ssl.slurm"] + list(CONFIG_PACKAGES),
+    package_dir={"ffcv_ssl.slurm": "slurm", "ffcv_ssl.configs": "configs"},
+    package_data={"ffcv_ssl.data": ["*.yaml"], "ffcv_ssl.slurm": ["cluster.sh"],
+                  **{pkg: ["*.yaml"] for pkg in CONFIG_PACKAGES}},
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": ["pytest==9.2.0", "pytest-timeout==2.4.0"]},
     entry_points={"console_scripts": ["ffcv-ssl = ffcv_ssl.cli:main"]},

@@ -134,9 +134,12 @@ def parse_overrides(overrides: Sequence[str]) -> list[tuple[str, Any]]:
 
 
 def _read_yaml(path: str | os.PathLike) -> dict:
-    p = Path(path)
+    from .paths import configs_root, resolve_config_path
+
+    p = resolve_config_path(path)
     if not p.exists():
-        raise ConfigError(f"config file '{p}' does not exist; pass a path to a YAML file (see configs/)")
+        raise ConfigError(f"config file '{p}' does not exist; pass a path to a YAML file (shipped configs: "
+                          f"{configs_root()})")
     if p.is_dir():
         raise ConfigError(f"config file '{p}' is a directory; pass a path to a YAML file inside it")
     try:

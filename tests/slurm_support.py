@@ -35,7 +35,7 @@ class SlurmCluster:
 def slurm_cluster() -> Iterator[SlurmCluster]:
     """A usable local SLURM cluster for the whole session (skips with the reason when there is none to be had)."""
     # imported here, not at the top: conftest loads this plugin for every test run, SLURM or not
-    from slurm.cluster import DEFAULT_PARTITION, SCRIPT, ClusterError, cluster_usable, ensure_cluster, stop_cluster
+    from ffcv_ssl.slurm.cluster import DEFAULT_PARTITION, SCRIPT, ClusterError, cluster_usable, ensure_cluster, stop_cluster
 
     mode = os.environ.get("TEST_SLURM", "auto")
     if mode == "0":

@@ -18,7 +18,7 @@ import pytest
 import submitit
 from submitit.core.utils import FailedJobError, UncompletedJobError
 
-from slurm.cluster import SCRIPT, slurm_up
+from ffcv_ssl.slurm.cluster import SCRIPT, slurm_up
 from slurm_support import wait_done, wait_sacct
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])

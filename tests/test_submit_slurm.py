@@ -10,8 +10,8 @@ import torch
 
 from dataset_writers.write import ImageOptions, write_split
 from ffcv_ssl.errors import UserError
-from slurm.submit import choose_cluster, run_sweep
-from slurm.sweep import plan
+from ffcv_ssl.slurm.submit import choose_cluster, run_sweep
+from ffcv_ssl.slurm.sweep import plan
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -98,7 +98,7 @@ def test_preempted_pretraining_resumes_and_matches_the_uninterrupted_run(slurm_c
     from ffcv_ssl.config import load_config
     from ffcv_ssl.train.config import TrainConfig
     from ffcv_ssl.train.engine import pretrain
-    from slurm.jobs import make_job
+    from ffcv_ssl.slurm.jobs import make_job
     from slurm_support import wait_done
 
     args = (f"data.train={digits}/digits_train.beton", "data.batch_size=64", "data.num_workers=1", "optim.epochs=6",

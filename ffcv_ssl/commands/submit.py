@@ -26,16 +26,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from slurm.submit import choose_cluster, plan_table, run_sweep
-    from slurm.sweep import plan
+    from ffcv_ssl.slurm.submit import choose_cluster, plan_table, run_sweep
+    from ffcv_ssl.slurm.sweep import plan
 
     from ..console import console
     from ..errors import UserError
 
     if args.max_parallel < 1:
         raise UserError("--max-parallel must be >= 1")
+    from ..paths import configs_root, resolve_config_path
+
+    args.sweep = str(resolve_config_path(args.sweep))
     if not Path(args.sweep).is_file():
-        raise UserError(f"sweep file {args.sweep} does not exist; see configs/sweeps/")
+        raise UserError(f"sweep file {args.sweep} does not exist; the shipped sweeps are in {configs_root() / 'sweeps'}")
     cluster = choose_cluster(args.cluster) if not args.dry_run else (args.cluster or "slurm/local")
     sweep, stages = plan(args.sweep, args.set)
     console.print(f"[bold]{sweep.name}[/]: {sweep.description}" + (f" ({sweep.paper})" if sweep.paper else ""))

@@ -9,6 +9,7 @@ from typing import Any, Dict, List
 
 from ..console import console
 from ..errors import UserError
+from ..paths import configs_root
 
 # The data-quality conditions for the digits. Their native resolution is 8 x 8 (stored upscaled to 32 px),
 # so the paper's "2x" and "4x" losses of resolution are 32 -> 4 -> 32 and 32 -> 2 -> 32 here (factors 8 and
@@ -22,7 +23,7 @@ CONDITIONS: Dict[str, List[str]] = {
     "downsample16x": ["downsample:size=32,factor=16"],
 }
 QUICK_CONDITIONS = ("clean", "downsample8x")
-REPO = Path(__file__).resolve().parents[2]
+
 
 
 @dataclass
@@ -100,8 +101,8 @@ def _summarise(runs: Path) -> Dict[str, Any]:
 def run_demo(cfg: DemoConfig) -> Dict[str, Any]:
     from rich.table import Table
 
-    from slurm.submit import choose_cluster, plan_table, run_sweep
-    from slurm.sweep import plan
+    from ffcv_ssl.slurm.submit import choose_cluster, plan_table, run_sweep
+    from ffcv_ssl.slurm.sweep import plan
 
     from ..report import report
 
@@ -114,21 +115,15 @@ def run_demo(cfg: DemoConfig) -> Dict[str, Any]:
                  f"scikit-learn digits ({cluster} executor)")
     console.print("[bold]1/3[/] writing betons (clean, corrupted variants) with the real writer")
     write_betons(data, cfg)
-    sweep_file = REPO / "configs" / "sweeps" / ("demo_quick.yaml" if cfg.quick else "demo.yaml")
+    sweep_file = configs_root() / "sweeps" / ("demo_quick.yaml" if cfg.quick else "demo.yaml")
     epochs = cfg.epochs or (3 if cfg.quick else 15)
     sets = [f"data={data.resolve()}", f"runs={runs.resolve()}", f"epochs={epochs}"]
-    import os
-
-    cwd = os.getcwd()
-    os.chdir(REPO)                      # the sweep's configs/pretrain/... paths are repository-relative
-    try:
-        sweep, stages = plan(sweep_file, sets)
-        console.print(f"[bold]2/3[/] sweep {sweep.name}: {sum(len(j) for _, j in stages)} jobs")
-        console.print(plan_table(stages))
-        parallel = cfg.max_parallel or (2 if cluster == "slurm" else 1)
-        report_run = run_sweep(sweep.name, stages, cluster=cluster, folder=runs / "submitit", max_parallel=parallel)
-    finally:
-        os.chdir(cwd)
+    # the sweep names its configs as configs/pretrain/...: they resolve to the shipped copies (ffcv_ssl/paths.py)
+    sweep, stages = plan(sweep_file, sets)
+    console.print(f"[bold]2/3[/] sweep {sweep.name}: {sum(len(j) for _, j in stages)} jobs")
+    console.print(plan_table(stages))
+    parallel = cfg.max_parallel or (2 if cluster == "slurm" else 1)
+    report_run = run_sweep(sweep.name, stages, cluster=cluster, folder=runs / "submitit", max_parallel=parallel)
     for o in report_run.failed:
         console.print(f"[red]{o.state}[/] {o.job}: {o.detail}")
     if report_run.failed:

@@ -1,0 +1,1 @@
+"""Pretraining: the typed run config, the engine (resumable loop, AMP, DDP) and its metrics."""
