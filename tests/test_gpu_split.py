@@ -196,3 +196,29 @@ def test_colour_on_auto_is_device_on_cuda_only(beton):
     assert auto.colour_on == "host" and auto.decoder.host_colour
     with pytest.raises(ConfigError, match="data.colour_on"):
         DataConfig(train=str(beton), colour_on="gpu").validate()
+    DataConfig(train=str(beton), colour_on="device", colour_compile=True).validate()
+
+
+def test_masked_form_equals_the_subset_form_and_the_host():
+    """``apply_colour_masked`` (static shapes, for torch.compile) gives the same bytes as ``apply_colour``."""
+    for name in ("simclr", "strong"):
+        recipes = RECIPES[name]
+        vi, full, crops, cols = _render_both(_resized("china", (140, 190)), recipes, list(range(24)))
+        for v, r in enumerate(recipes):
+            h, w = r.size
+            x, p = torch.from_numpy(crops[:, v, :h, :w].copy()), torch.from_numpy(cols[:, v])
+            masked = dc.apply_colour_masked(x, p, int(vi[v, 3]))
+            assert torch.equal(masked, dc.apply_colour(x, p, int(vi[v, 3])))
+            assert _max_diff(masked.numpy(), full[:, v, :h, :w]) <= 1
+
+
+@pytest.mark.slow
+def test_compiled_colour_equals_the_host_kernels():
+    """torch.compile of the masked form (inductor; minutes to compile on a busy 2-core machine)."""
+    recipes = RECIPES["strong"]
+    vi, full, crops, cols = _render_both(_resized("coffee", (150, 210)), recipes, list(range(16)))
+    h, w = recipes[0].size
+    got = dc.compiled_colour()(torch.from_numpy(crops[:, 0, :h, :w].copy()), torch.from_numpy(cols[:, 0]),
+                               int(vi[0, 3])).numpy()
+    d = np.abs(got - full[:, 0, :h, :w])
+    assert d.max() <= 1 and (d != 0).mean() < 0.001

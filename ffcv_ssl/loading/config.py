@@ -84,6 +84,8 @@ class DataConfig:
     colour_on: str = "auto"               # where colour jitter, grayscale, blur, solarize run: host (CPU-complete),
                                           # device (GPU split: batched torch on the consumer's device), auto
                                           # (device when the consumer is CUDA, else host); same draws either way
+    colour_compile: bool = False          # GPU split: torch.compile the device-side colour (fused kernels; the
+                                          # first batch compiles; benchmarks/gpu_check.sh measures both)
     views: List[ViewConfig] = field(default_factory=lambda: [ViewConfig(count=2)])
     subset: str = "all"                   # train on a nested subset of the beton: a count or 10k/50k/.../1M/all
     subset_seed: int = 0                  # (the writers' nested-subset rule: a prefix of one seeded permutation)

@@ -20,10 +20,14 @@ class ViewFinisher:
         mean, std: per-channel, in [0, 1] units (ImageNet's by default).
         dtype: output dtype (float32 on CPU; bfloat16 or float16 on GPU).
         blur_radii: every view's blur radius (GPU-split mode: ``colour`` params are given per batch).
+        compile_colour: run GPU-split mode's colour through ``torch.compile`` (``apply_colour_masked``: the
+            element-wise chains fused into a few kernels; the first batch of each view shape compiles).
     """
 
     def __init__(self, sizes: Sequence[Tuple[int, int]], mean, std, dtype: torch.dtype = torch.float32,
-                 channels_last: bool = True, blur_radii: Optional[Sequence[int]] = None):
+                 channels_last: bool = True, blur_radii: Optional[Sequence[int]] = None,
+                 compile_colour: bool = False):
+        self.compile_colour = bool(compile_colour)
         self.sizes = [tuple(int(x) for x in s) for s in sizes]
         self.blur_radii = [int(r) for r in blur_radii] if blur_radii is not None else [0] * len(self.sizes)
         self.dtype = dtype
@@ -50,9 +54,10 @@ class ViewFinisher:
         for v, (h, w) in enumerate(self.sizes):
             x = batch[:, v, :h, :w]
             if colour is not None:
-                from ..ops.device_colour import apply_colour
+                from ..ops import device_colour
 
-                x = apply_colour(x, colour[:, v], self.blur_radii[v])   # float32, integer grey levels
+                fn = device_colour.compiled_colour() if self.compile_colour else device_colour.apply_colour
+                x = fn(x, colour[:, v], self.blur_radii[v])            # float32, integer grey levels
             x = x.permute(0, 3, 1, 2)                              # a channels_last view of the data
             x = x.to(torch.float32).sub_(mean).mul_(inv_std)
             if self.channels_last:

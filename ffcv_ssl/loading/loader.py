@@ -161,13 +161,14 @@ class ViewLoader:
         colour_on: ``host`` (CPU-complete: every op in the host kernel), ``device`` (GPU split: the host
             stops after crop + resize + flip, colour/grayscale/blur/solarize run as batched torch ops on
             ``device``), ``auto`` (device on CUDA). Both modes use the same draws (within 1 grey level).
+        colour_compile: GPU split only: run the device-side colour through ``torch.compile``.
         indices: restrict to these sample positions (label budgets).
     """
 
     def __init__(self, path: str, views: Sequence[ViewConfig], *, batch_size: int, num_workers: int = 0,
                  order: str = "random", seed: int = 0, distributed: bool = False, os_cache: bool = True,
                  drop_last: bool = True, batches_ahead: int = 3, half_scale_decode: bool = True,
-                 roi_decode_fraction: float = 0.0, colour_on: str = "auto",
+                 roi_decode_fraction: float = 0.0, colour_on: str = "auto", colour_compile: bool = False,
                  device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
                  channels_last: bool = True, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
                  indices: Optional[Sequence[int]] = None, with_index: bool = False):
@@ -237,7 +238,8 @@ class ViewLoader:
             raise UserError(f"{path}: fewer samples ({len(self.loader.indices)}) than one batch of "
                             f"{batch_size}; lower the batch size or pass drop_last=False")
         self.finisher = ViewFinisher([(r.size[0], r.size[1]) for r in recipes], mean, std, dtype, channels_last,
-                                     blur_radii=[int(r) for r in self.decoder.vi[:, I_BLUR_RADIUS]])
+                                     blur_radii=[int(r) for r in self.decoder.vi[:, I_BLUR_RADIUS]],
+                                     compile_colour=colour_compile)
         self.epoch = 0
         self._checked_layer = False
         self._live: Optional[threading.Thread] = None
@@ -333,6 +335,7 @@ def make_loader(cfg: DataConfig, split: str = "train", *, views: Optional[Sequen
                       distributed=distributed, os_cache=cfg.os_cache,
                       drop_last=(cfg.drop_last if split == "train" else False) if drop_last is None else drop_last,
                       batches_ahead=cfg.batches_ahead, half_scale_decode=cfg.half_scale_decode,
-                      roi_decode_fraction=cfg.roi_decode_fraction, colour_on=cfg.colour_on, device=device,
+                      roi_decode_fraction=cfg.roi_decode_fraction, colour_on=cfg.colour_on,
+                      colour_compile=cfg.colour_compile, device=device,
                       dtype=dtype, channels_last=channels_last, mean=cfg.mean, std=cfg.std, indices=indices,
                       with_index=with_index)

@@ -100,16 +100,22 @@ def solarize(x: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
     return torch.where(x >= t, 255.0 - x, x)
 
 
-def gaussian_taps(sigma: torch.Tensor, max_radius: int, h: int, w: int) -> Tuple[torch.Tensor, int]:
+def gaussian_taps(sigma: torch.Tensor, max_radius: int, h: int, w: int,
+                  static: bool = False) -> Tuple[torch.Tensor, int]:
     """Per-sample normalised taps ``(n, R + 1)`` (centre and one side) and R, the largest radius.
 
     Radius per sample as ``blur.gaussian_taps``: min(max_radius, ceil(3.5 sigma)), at least 1, and below
-    the view's shorter side (reflect padding); taps beyond a sample's own radius are zero.
+    the view's shorter side (reflect padding); taps beyond a sample's own radius are zero (adding 0 x a
+    pixel changes no bit). ``static``: R is the view's largest possible radius, not the batch's (no host
+    sync, one shape for torch.compile).
     """
     sigma = sigma.to(torch.float64)
     r = torch.clamp(torch.ceil(3.5 * sigma), min=1).clamp(max=max_radius)
     r = torch.clamp(r, max=min(h, w) - 1)
-    big = int(r.max().item()) if r.numel() else 0
+    if static:
+        big = max(0, min(max_radius, min(h, w) - 1))
+    else:
+        big = int(r.max().item()) if r.numel() else 0
     t = torch.arange(big + 1, dtype=torch.float64, device=sigma.device)
     taps = torch.exp(-0.5 * (t.view(1, -1) / sigma.view(-1, 1)) ** 2)
     taps = torch.where(t.view(1, -1) <= r.view(-1, 1), taps, torch.zeros_like(taps))
@@ -117,12 +123,12 @@ def gaussian_taps(sigma: torch.Tensor, max_radius: int, h: int, w: int) -> Tuple
     return taps.to(_F32), big
 
 
-def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, max_radius: int) -> torch.Tensor:
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, max_radius: int, static: bool = False) -> torch.Tensor:
     """Separable Gaussian blur with reflect borders and round-to-nearest, as ``blur.gaussian_blur``."""
     n, h, w, _ = x.shape
     if min(h, w) < 2:
         return x
-    taps, big = gaussian_taps(sigma, max_radius, h, w)
+    taps, big = gaussian_taps(sigma, max_radius, h, w, static)
     if big < 1:
         return x
     y = x.permute(0, 3, 1, 2)                                       # (n, 3, h, w)
@@ -175,3 +181,38 @@ def apply_colour(view: torch.Tensor, params: torch.Tensor, max_radius: int) -> t
         _apply(x, params[:, C_BLUR] != 0, lambda v, s: gaussian_blur(v, s, max_radius), params[:, C_SIGMA])
     _apply(x, params[:, C_SOLAR] >= 0, solarize, params[:, C_SOLAR])
     return x
+
+
+def apply_colour_masked(view: torch.Tensor, params: torch.Tensor, max_radius: int) -> torch.Tensor:
+    """``apply_colour`` written for ``torch.compile``: the same result, static shapes, no host sync.
+
+    Every op runs on the whole batch and a per-sample mask keeps it or not (``torch.where``) instead of a
+    gather/scatter of the subset; the blur always uses the view's full radius with zero taps beyond each
+    sample's own. Eagerly this does ~4x the arithmetic of ``apply_colour``; compiled, the element-wise chains
+    fuse into a few kernels that read and write each pixel once per op instead of once per arithmetic step.
+    """
+    x = view.to(_F32)
+    jitter = params[:, C_JITTER] != 0
+    order = params[:, C_ORDER:C_ORDER + 4].to(torch.int64)
+    factors = params[:, C_FACTORS:C_FACTORS + 4]
+
+    def keep(mask: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+        return torch.where(mask.view(-1, 1, 1, 1), new, old)
+
+    for k in range(4):
+        for op, (fn, identity) in JITTER_OPS.items():
+            x = keep(jitter & (order[:, k] == op) & (factors[:, op] != identity), fn(x, factors[:, op]), x)
+    x = keep(params[:, C_GRAY] != 0, grayscale(x), x)
+    if max_radius > 0:
+        x = keep(params[:, C_BLUR] != 0, gaussian_blur(x, params[:, C_SIGMA], max_radius, static=True), x)
+    return keep(params[:, C_SOLAR] >= 0, solarize(x, params[:, C_SOLAR]), x)
+
+
+_COMPILED: Dict[str, Callable] = {}
+
+
+def compiled_colour() -> Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]:
+    """``apply_colour_masked`` through ``torch.compile`` (one compile per view shape and radius, cached)."""
+    if "fn" not in _COMPILED:
+        _COMPILED["fn"] = torch.compile(apply_colour_masked, dynamic=False)
+    return _COMPILED["fn"]
