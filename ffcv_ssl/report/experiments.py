@@ -5,6 +5,7 @@ empty list) when the runs hold nothing for its experiment, so the report leaves 
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -13,6 +14,9 @@ from .names import by_count, dataset_order
 from .paper import PaperBook
 
 SSL_METHODS = ("simclr", "byol", "moco")
+# Linear probes of a frozen backbone: our cached-feature probe and SimCLR's augmented 90-epoch protocol. Each
+# experiment shows one table per protocol, never mixing them, and names the protocol (tables.protocol_note).
+PROBES = ("linear", "reference_linear")
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,7 @@ def select_fig2(col: Collection, paper: PaperBook) -> List[Fig2Panel]:
     per pretraining size, with supervised training from scratch on the same label budgets.
     """
     panels = []
-    for kind in ("linear", "finetune"):
+    for kind in (*PROBES, "finetune"):
         cells = [c for k, c in col.cells.items() if k.kind == kind and k.method == "simclr" and _plain(k)
                  and k.dataset == k.eval_dataset]
         for ds in dataset_order(c.key.eval_dataset for c in cells):
@@ -80,30 +84,40 @@ def select_fig2(col: Collection, paper: PaperBook) -> List[Fig2Panel]:
 
 
 # ---------------------------------------------------------------- Fig. 3: methods side by side
+SCRATCH = "scratch"        # the row of supervised training from scratch in a MethodGroup
+
+
 @dataclass
 class MethodGroup:
     dataset: str
     size: Optional[int]
-    budget: Optional[int]
-    cells: Dict[str, Cell]
+    kind: str                                   # the probe protocol of the pretrained methods
+    budgets: List[Optional[int]]
+    cells: Dict[str, Dict[Optional[int], Cell]]   # method (or SCRATCH) -> budget -> cell
 
 
 @experiment("fig3", "Fig. 3: pretraining methods compared")
 def select_fig3(col: Collection, paper: PaperBook) -> List[MethodGroup]:
     """Linear probes of different pretraining methods (SimCLR, BYOL, MoCo, supervised) with the same in-domain
-    pretraining set and label budget.
+    pretraining set, at every label budget, beside supervised training from scratch on the same labels (the
+    paper's "Supervised" of Fig. 3).
     """
-    groups: Dict[tuple, Dict[str, Cell]] = {}
+    groups: Dict[tuple, Dict[str, Dict[Optional[int], Cell]]] = {}
     for k, c in col.cells.items():
-        if k.kind == "linear" and _plain(k) and k.dataset == k.eval_dataset and k.method in (*SSL_METHODS,
-                                                                                                "supervised"):
-            groups.setdefault((k.dataset, k.size, k.budget), {})[k.method] = c
+        if k.kind in PROBES and _plain(k) and k.dataset == k.eval_dataset and k.method in (*SSL_METHODS,
+                                                                                              "supervised"):
+            groups.setdefault((k.dataset, k.size, k.kind), {}).setdefault(k.method, {})[k.budget] = c
     order = ("supervised", *SSL_METHODS)
     out = []
-    for (ds, size, budget), cells in sorted(groups.items(), key=lambda g: (g[0][0], by_count(g[0][1]),
-                                                                           by_count(g[0][2]))):
-        if len(cells) >= 2:
-            out.append(MethodGroup(ds, size, budget, {m: cells[m] for m in order if m in cells}))
+    for (ds, size, kind), cells in sorted(groups.items(), key=lambda g: (g[0][0], by_count(g[0][1]), g[0][2])):
+        if len(cells) < 2:
+            continue
+        budgets = {b for per in cells.values() for b in per}
+        scratch = {k.budget: c for k, c in col.cells.items() if k.kind == "scratch" and k.eval_dataset == ds
+                   and k.label_level == "label" and not k.concat and k.budget in budgets}
+        rows = {SCRATCH: scratch} if scratch else {}
+        rows.update({m: cells[m] for m in order if m in cells})
+        out.append(MethodGroup(ds, size, kind, sorted(budgets, key=by_count), rows))
     return out
 
 
@@ -116,6 +130,10 @@ class Matrix:
     sizes: Dict[str, Optional[int]]             # pretraining size used for each row
     budgets: Dict[str, Optional[int]]           # label budget used for each column
     cells: Dict[Tuple[str, str], Cell] = field(default_factory=dict)
+    kind: str = "linear"                        # probe protocol
+    # the paper's "Supervised (All Images)" row: in-domain supervised backbone per column (largest pretraining
+    # set, i.e. the full training split where it was run), shown under a self-supervised matrix
+    supervised: Dict[str, Cell] = field(default_factory=dict)
 
 
 @experiment("table1", "Table 1: cross-domain linear evaluation")
@@ -125,8 +143,8 @@ def select_table1(col: Collection, paper: PaperBook) -> List[Matrix]:
     (ties: the largest).
     """
     matrices = []
-    for method in ("simclr", "supervised", "byol", "moco"):
-        cand = [c for k, c in col.cells.items() if k.kind == "linear" and k.method == method and _plain(k)
+    for kind, method in ((kind, method) for kind in PROBES for method in ("simclr", "supervised", "byol", "moco")):
+        cand = [c for k, c in col.cells.items() if k.kind == kind and k.method == method and _plain(k)
                 and k.dataset not in ("", "pool")]
         cross = [c for c in cand if c.key.dataset != c.key.eval_dataset]
         if not cross:
@@ -150,11 +168,17 @@ def select_table1(col: Collection, paper: PaperBook) -> List[Matrix]:
             if counts:
                 budgets[ev] = _best(counts)
         cols = [e for e in names if e in budgets]
-        m = Matrix(method, rows, cols, sizes, budgets)
+        m = Matrix(method, rows, cols, sizes, budgets, kind=kind)
         for c in cand:
             k = c.key
             if k.size == sizes.get(k.dataset, -1) and k.eval_dataset in budgets and k.budget == budgets[k.eval_dataset]:
                 m.cells[(k.dataset, k.eval_dataset)] = c
+        if method in SSL_METHODS:
+            for ev in cols:
+                sup = [c for k, c in col.cells.items() if k.kind == kind and k.method == "supervised" and _plain(k)
+                       and k.dataset == ev and k.eval_dataset == ev and k.budget == budgets[ev]]
+                if sup:
+                    m.supervised[ev] = max(sup, key=lambda c: by_count(c.key.size))
         matrices.append(m)
     return matrices
 
@@ -173,6 +197,7 @@ class Pooling:
     budgets: Dict[str, Optional[int]]
     rows: List[PoolRow]
     cells: Dict[Tuple[PoolRow, str], Cell] = field(default_factory=dict)
+    kind: str = "linear"                        # probe protocol
 
 
 @experiment("table2", "Table 2: pooled vs in-domain pretraining")
@@ -181,8 +206,8 @@ def select_table2(col: Collection, paper: PaperBook) -> List[Pooling]:
     size, per evaluation dataset (label budget per column: the one covering most cells).
     """
     out = []
-    for method in ("simclr", "supervised", "byol", "moco"):
-        base = [c for k, c in col.cells.items() if k.kind == "linear" and k.method == method
+    for kind, method in ((kind, method) for kind in PROBES for method in ("simclr", "supervised", "byol", "moco")):
+        base = [c for k, c in col.cells.items() if k.kind == kind and k.method == method
                 and k.corruption == "none" and not k.concat and k.label_level == "label"]
         pools = [c for c in base if c.key.pool]
         if not pools:
@@ -197,7 +222,7 @@ def select_table2(col: Collection, paper: PaperBook) -> List[Pooling]:
                 if c.key.eval_dataset == ev:
                     counts[c.key.budget] = counts.get(c.key.budget, 0) + 1
             budgets[ev] = _best(counts)
-        table = Pooling(method, cols, budgets, [])
+        table = Pooling(method, cols, budgets, [], kind=kind)
         for c in pools + indomain:
             k = c.key
             if k.eval_dataset in budgets and k.budget == budgets[k.eval_dataset]:
@@ -328,6 +353,7 @@ class QualitySetting:
     size: Optional[int]
     eval_dataset: str
     budget: Optional[int]
+    kind: str                                   # probe protocol
     methods: List[str]
     corruptions: List[str]
     deltas: Dict[Tuple[str, str], Delta] = field(default_factory=dict)   # (corruption, method)
@@ -340,9 +366,9 @@ def select_fig4(col: Collection, paper: PaperBook) -> List[QualitySetting]:
     """
     settings: Dict[tuple, QualitySetting] = {}
     for k, c in sorted(col.cells.items(), key=lambda kc: kc[0].describe()):
-        if k.kind != "linear" or k.corruption == "none" or k.pool or k.concat or k.label_level != "label":
+        if k.kind not in PROBES or k.corruption == "none" or k.pool or k.concat or k.label_level != "label":
             continue
-        sid = (k.dataset, k.size, k.eval_dataset, k.budget)
+        sid = (k.dataset, k.size, k.eval_dataset, k.budget, k.kind)
         s = settings.setdefault(sid, QualitySetting(*sid, methods=[], corruptions=[]))
         s.deltas[(k.corruption, k.method)] = Delta(c, col.get(k.replace(corruption="none")))
         if k.method not in s.methods:
@@ -353,7 +379,7 @@ def select_fig4(col: Collection, paper: PaperBook) -> List[QualitySetting]:
     for s in settings.values():
         s.methods.sort(key=lambda m: order.index(m) if m in order else len(order))
         s.corruptions.sort(key=_corruption_order)
-    return [settings[k] for k in sorted(settings, key=lambda s: (s[0], by_count(s[1]), s[2], by_count(s[3])))]
+    return [settings[k] for k in sorted(settings, key=lambda s: (s[0], by_count(s[1]), s[2], by_count(s[3]), s[4]))]
 
 
 # ---------------------------------------------------------------- Fig. 5: granularity
@@ -370,17 +396,21 @@ def select_fig5(col: Collection, paper: PaperBook) -> List[GranularitySetting]:
     hierarchy, top-1 per level for each pretraining method.
     """
     groups: Dict[CellKey, Dict[str, Cell]] = {}
-    for k, c in sorted(col.cells.items(), key=lambda kc: (kc[0].method != "simclr", kc[0].describe())):
+    # methods are compared whatever their pretraining size (the paper: SimCLR on 1M, supervised on the full
+    # split); a method with several sizes shows its largest
+    for k, c in sorted(col.cells.items(), key=lambda kc: (kc[0].method != "simclr", kc[0].describe(),
+                                                          by_count(kc[0].size))):
         if k.kind == "hierarchical" and (c.levels or c.conflict):
-            groups.setdefault(k.replace(method=""), {})[k.method] = c
+            groups.setdefault(k.replace(method="", size=None), {})[k.method] = c
     out = []
     for gkey, cells in groups.items():
         usable = [c for c in cells.values() if not c.conflict]
-        levels = list(usable[0].levels) if usable else []
-        levels = [lv for lv in levels if all(lv in c.levels for c in usable)]
+        levels = list(dict.fromkeys(lv for c in usable for lv in c.levels))   # every level any method reports
         known = list(paper.hierarchies.get(gkey.eval_dataset, []))
         if known and all(lv in known for lv in levels):
             levels.sort(key=known.index)
+        elif levels and all(re.fullmatch(r"depth_\d+|label", lv) for lv in levels):   # WordNet depths, then leaves
+            levels.sort(key=lambda lv: (lv == "label", int(lv[6:]) if lv != "label" else 0))
         first = next(iter(cells.values())).key
         out.append(GranularitySetting(first, levels, cells))
     return out

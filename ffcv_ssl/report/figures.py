@@ -141,7 +141,8 @@ def fig4_figures(settings: List[QualitySetting], paper: PaperBook, problems: Lis
         ax.set_title(f"{dataset_name(s.dataset)} {size_name(s.size)} -> {dataset_name(s.eval_dataset)}, "
                      f"{budget_name(s.budget)} labels")
         ax.legend(fontsize="small")
-        out.append(FigureOut(f"{slug('fig4', s.dataset, size_name(s.size), s.eval_dataset, budget_name(s.budget))}.png",
+        kind = None if s.kind == "linear" else s.kind
+        out.append(FigureOut(f"{slug('fig4', s.dataset, size_name(s.size), s.eval_dataset, budget_name(s.budget), kind)}.png",
                              fig, "Fig. 4: Δ top-1 of each pretraining method per corruption of its pretraining "
                                   "images"))
     return out
@@ -160,9 +161,10 @@ def fig5_figures(settings: List[GranularitySetting], paper: PaperBook, problems:
         for m, c in s.cells.items():
             if c.conflict:
                 continue
-            ax.plot(xs, [c.levels[lv] for lv in s.levels], marker="o", label=method_name(m), color=METHOD_COLORS.get(m))
+            ax.plot(xs, [c.levels.get(lv, math.nan) for lv in s.levels], marker="o", label=method_name(m),
+                    color=METHOD_COLORS.get(m))
             for x, lv in zip(xs, s.levels):
-                ref = paper.find("fig5", **key_fields(c.key, level=lv))
+                ref = paper.find("fig5", **key_fields(c.key, level=lv)) if lv in c.levels else None
                 if ref is not None:
                     refs_x.append(x)
                     refs_y.append(ref.value)

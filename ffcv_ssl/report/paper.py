@@ -5,6 +5,7 @@ open is absent and matches anything. ``PaperBook.find`` is the only way the repo
 """
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -17,10 +18,14 @@ from .collect import ReportError
 
 PAPER_VALUES = Path(__file__).resolve().parent.parent / "data" / "paper_values.yaml"
 
-CELL_FIELDS = ("kind", "method", "dataset", "size", "corruption", "pool", "eval_dataset", "budget", "level")
+CELL_FIELDS = ("kind", "method", "dataset", "size", "corruption", "pool", "concat", "eval_dataset", "budget", "level")
 PINNED = ("kind", "method", "dataset", "size", "eval_dataset", "budget")
-TABLES = ("fig2", "table1", "table2", "fig3", "fig4", "fig5")
-METRICS = ("top1", "delta_top1")
+TABLES = ("fig2", "table1", "table2", "table3", "fig3", "fig4", "fig5")
+METRICS = ("top1", "delta_top1", "gain_top1")
+# A paper value keyed ``kind: linear`` is "a linear probe": it stands beside ours whichever probe protocol produced
+# ours (the cached-feature ``linear`` or SimCLR's ``reference_linear``); the report names the protocol.
+KIND_FAMILY = {"reference_linear": "linear"}
+_BACKBONE_FIELDS = ("method", "dataset", "size", "corruption", "pool")
 _VALUE_FIELDS = {"table", "metric", "value", "source", "read_off_figure", "note", "cell"}
 
 
@@ -36,7 +41,16 @@ class PaperValue:
     note: str = ""
 
     def matches(self, fields: Mapping[str, Any]) -> bool:
-        return all(_norm(name, fields.get(name, _ABSENT)) == want for name, want in self.cell)
+        cell = dict(self.cell)
+        if "concat" in cell:    # the backbones as a set: which one is "main" (checkpoint=) is our choice, not the paper's
+            want = (tuple((k, cell.pop(k)) for k in _BACKBONE_FIELDS if k in cell), *cell.pop("concat"))
+            got = fields.get("concat", _ABSENT)
+            if not isinstance(got, (list, tuple)):
+                return False
+            main = tuple(fields.get(k) for k in _BACKBONE_FIELDS)
+            if not _concat_matches(want, (main, *got)):
+                return False
+        return all(want == _norm(name, fields.get(name, _ABSENT)) for name, want in cell.items())
 
     @property
     def pinned(self) -> bool:
@@ -62,6 +76,7 @@ class PaperBook:
     claims: Dict[str, Claim]
     hierarchies: Dict[str, List[str]] = field(default_factory=dict)
     source: Path = PAPER_VALUES
+    shown: set = field(default_factory=set, compare=False)    # ids of values ``find`` returned (self-check)
 
     def find(self, table: str, metric: str = "top1", **fields: Any) -> Optional[PaperValue]:
         """The paper's value for a cell of ``table``, or None when the paper has no such cell.
@@ -79,11 +94,35 @@ class PaperBook:
         if not hits:        # the same cell in another table; two readings of one cell: the first table wins
             others = [v for v in self.values if v.table != table and v.metric == metric and v.pinned
                       and v.matches(fields)]
-            return min(others, key=lambda v: TABLES.index(v.table)) if others else None
+            return self._shown(min(others, key=lambda v: TABLES.index(v.table))) if others else None
         hits.sort(key=lambda v: -len(v.cell))
         if len(hits) > 1 and len(hits[0].cell) == len(hits[1].cell):
             raise ReportError(f"{self.source}: {table} has two entries for the same cell {dict(hits[0].cell)}")
-        return hits[0]
+        return self._shown(hits[0])
+
+    def _shown(self, value: PaperValue) -> PaperValue:
+        self.shown.add(id(value))
+        return value
+
+    def unshown(self) -> List[PaperValue]:
+        """Values no table has looked up since this book was loaded (``--paper-self-check`` wants none)."""
+        return [v for v in self.values if id(v) not in self.shown]
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    """A cell field the paper fixes to one of several values without saying which (``{any_of: [...]}`` in the
+    YAML), e.g. Fig. 4's dataset: one of the paper's four, UNCONFIRMED which."""
+
+    values: Tuple[Any, ...]
+
+    def __eq__(self, other: Any) -> bool:
+        if isinstance(other, AnyOf):
+            return self.values == other.values
+        return other in self.values
+
+    def __hash__(self) -> int:
+        return hash(self.values)
 
 
 class _Absent:
@@ -97,7 +136,22 @@ _ABSENT = _Absent()
 def _norm(name: str, value: Any) -> Any:
     if name == "pool" and isinstance(value, (list, tuple)):
         return tuple(sorted(value))
+    if name == "kind":
+        return KIND_FAMILY.get(value, value)
+    if isinstance(value, dict) and set(value) == {"any_of"}:
+        return AnyOf(tuple(_norm(name, v) for v in value["any_of"]))
+    if name == "concat" and isinstance(value, (list, tuple)):     # paper side: backbones as field mappings
+        return tuple(tuple(sorted((k, _norm(k, v)) for k, v in dict(b).items())) for b in value)
     return value
+
+
+def _concat_matches(want: Tuple, got: Any) -> bool:
+    """The paper's appended backbones (field subsets) against ours (``CellKey.concat`` tuples), in any order."""
+    if not isinstance(got, (list, tuple)) or len(got) != len(want):
+        return False
+    ours = [dict(zip(_BACKBONE_FIELDS, (_norm(n, x) for n, x in zip(_BACKBONE_FIELDS, b)))) for b in got]
+    return any(all(all(o.get(k) == v for k, v in w) for w, o in zip(want, perm))
+               for perm in itertools.permutations(ours))
 
 
 def _parse_value(entry: Any, where: str, figure_tol: float, table_tol: float) -> PaperValue:

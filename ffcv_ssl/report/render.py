@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
-from .claims import ClaimResult, check_claims
+from .claims import CLAIMS, ClaimResult, check_claims
 from .collect import Collection, Problem, ReportError, collect
 from .experiments import EXPERIMENTS
 from ..files import atomic_write_text, save_figure
 from .figures import FIGURES, FigureOut
 from .names import by_count
 from .paper import PaperBook, load_paper_values
+from .scope import DataFacts, gather_facts
 from .tables import TABLES, Block, Table, appendix_table
 
 REPORT_NAME = "report.md"
@@ -37,6 +38,11 @@ class Report:
     paper: PaperBook
     sections: List[Section]
     problems: List[Problem]
+    facts: Dict[str, DataFacts] = field(default_factory=dict)
+
+    @property
+    def claims(self) -> List[ClaimResult]:
+        return [c for s in self.sections for c in s.claims]
 
     def section(self, name: str) -> Optional[Section]:
         return next((s for s in self.sections if s.name == name), None)
@@ -47,6 +53,7 @@ def build_report(runs_dir: os.PathLike | str, paper: Optional[PaperBook] = None)
     paper = paper or load_paper_values()
     col = collect(runs_dir)
     problems: List[Problem] = list(col.problems)
+    facts = gather_facts((c.key.eval_dataset, r.results.eval.train) for c in col.cells.values() for r in c.records)
     sections = []
     for name, exp in EXPERIMENTS.items():
         data = exp.select(col, paper)
@@ -55,9 +62,10 @@ def build_report(runs_dir: os.PathLike | str, paper: Optional[PaperBook] = None)
         blocks = TABLES[name](data, paper, problems) if name in TABLES else []
         figures = FIGURES[name](data, paper, problems) if name in FIGURES else []
         about = " ".join((exp.select.__doc__ or "").strip().split("\n\n")[0].split())
-        sections.append(Section(name, exp.title, about, blocks, figures, check_claims(name, data, paper)))
+        blocks = [b for b in blocks if b]       # an empty protocol note (no records) is no block
+        sections.append(Section(name, exp.title, about, blocks, figures, check_claims(name, data, paper, facts)))
     problems.sort(key=lambda p: PROBLEM_ORDER.index(p.kind) if p.kind in PROBLEM_ORDER else len(PROBLEM_ORDER))
-    return Report(col, paper, sections, problems)
+    return Report(col, paper, sections, problems, facts)
 
 
 def _anchor(title: str) -> str:
@@ -85,6 +93,18 @@ def render_markdown(report: Report) -> str:
     else:
         lines.append("No finding of the paper can be tested on these results.")
     lines.append("")
+    scope = [f"{f.dataset}: {f.image_side:.0f} px images" if f.image_side is not None else f"{f.dataset}: size unknown"
+             for f in report.facts.values()]
+    scope = [f"{t}, {report.facts[d].num_classes} classes" if report.facts[d].num_classes is not None else t
+             for t, d in zip(scope, report.facts)]
+    if scope:
+        lines += ["What these results can test (from the evaluation betons' manifests): " + "; ".join(scope)
+                  + ". A finding about something this data does not have (resolution, fine-grained classes) reads "
+                  "**not testable here**, not as a pass or a failure.", ""]
+    untested = [cid for cid in CLAIMS if cid not in {c.claim.id for _, c in claims}]
+    if untested:
+        names = [report.paper.claims[cid].statement if cid in report.paper.claims else cid for cid in untested]
+        lines += [f"Not run in these results ({len(untested)} findings): " + "; ".join(names) + ".", ""]
     for s in report.sections:
         lines += [f"## {s.title}", ""]
         if s.about:

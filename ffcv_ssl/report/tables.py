@@ -6,11 +6,11 @@ An empty slot is ``–`` and is also listed as a ``missing`` problem; a conflict
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Union
+from typing import Callable, Dict, Iterable, List, Optional, Union
 
-from .claims import simclr_deltas
+from .claims import concat_gain, simclr_deltas
 from .collect import Cell, CellKey, Problem
-from .experiments import (CONDITION_NAMES, Baselines, ConcatRow, Fig2Panel, GranularitySetting, Matrix,
+from .experiments import (CONDITION_NAMES, SCRATCH, Baselines, ConcatRow, Fig2Panel, GranularitySetting, Matrix,
                           MethodGroup, PoolRow, Pooling, QualitySetting, paper_condition)
 from .names import backbone_name, budget_name, dataset_name, method_name, pool_name, sign_text, size_name
 from .paper import PaperBook, PaperValue
@@ -50,7 +50,7 @@ def tables_for(experiment: str):
 def key_fields(key: CellKey, **extra) -> dict:
     """A cell key as the fields a paper value is matched on."""
     fields = dict(kind=key.kind, method=key.method, dataset=key.dataset, size=key.size, corruption=key.corruption,
-                  pool=key.pool, eval_dataset=key.eval_dataset, budget=key.budget)
+                  pool=key.pool, concat=key.concat, eval_dataset=key.eval_dataset, budget=key.budget)
     fields.update(extra)
     return fields
 
@@ -79,6 +79,21 @@ def missing(problems: List[Problem], where: str, what: str) -> None:
     problems.append(Problem("missing", f"{where}: no result for {what}"))
 
 
+def protocol_note(cells: Iterable[Optional[Cell]]) -> str:
+    """Which protocol produced the numbers of a table: each ``eval.kind`` with the ``eval.protocol`` line its
+    results.json files recorded (e.g. the cached-feature L-BFGS probe vs SimCLR's 90-epoch augmented probe)."""
+    seen: Dict[str, List[str]] = {}
+    for c in cells:
+        for r in (c.records if c is not None else []):
+            texts = seen.setdefault(r.results.eval.kind, [])
+            text = r.results.eval.protocol or "(no protocol recorded)"
+            if text not in texts:
+                texts.append(text)
+    if not seen:
+        return ""
+    return "Protocol: " + "; ".join(f"`{kind}` = {' | '.join(texts)}" for kind, texts in seen.items()) + "."
+
+
 # ---------------------------------------------------------------- Fig. 2
 @tables_for("fig2")
 def fig2_tables(panels: List[Fig2Panel], paper: PaperBook, problems: List[Problem]) -> List[Block]:
@@ -103,6 +118,7 @@ def fig2_tables(panels: List[Fig2Panel], paper: PaperBook, problems: List[Proble
             rows.append(row)
         out.append(Table(header, rows, f"{dataset_name(p.eval_dataset)}, {p.kind}: SimCLR pretrained in-domain "
                                        f"(one column per pretraining size) and supervised from scratch"))
+        out.append(protocol_note([*p.simclr.values(), *p.scratch.values()]))
     return out
 
 
@@ -111,9 +127,15 @@ def fig2_tables(panels: List[Fig2Panel], paper: PaperBook, problems: List[Proble
 def fig3_tables(groups: List[MethodGroup], paper: PaperBook, problems: List[Problem]) -> List[Block]:
     out: List[Block] = []
     for g in groups:
-        rows = [[method_name(m), cell_text(c, paper.find("fig3", **key_fields(c.key)))] for m, c in g.cells.items()]
-        out.append(Table(["method", "linear top-1"], rows, f"{dataset_name(g.dataset)} {size_name(g.size)} "
-                                                          f"pretraining images, {budget_name(g.budget)} labels"))
+        rows = []
+        for m, per in g.cells.items():
+            name = "supervised from scratch" if m == SCRATCH else f"{method_name(m)} ({g.kind} probe)"
+            rows.append([name] + [cell_text(per.get(b), per.get(b) and paper.find("fig3", **key_fields(per[b].key)))
+                                  for b in g.budgets])
+        out.append(Table(["method"] + [budget_name(b) for b in g.budgets], rows,
+                         f"{dataset_name(g.dataset)} {size_name(g.size)} pretraining images: top-1 per labelled "
+                         f"images"))
+        out.append(protocol_note(c for per in g.cells.values() for c in per.values()))
     return out
 
 
@@ -134,9 +156,16 @@ def table1_tables(matrices: List[Matrix], paper: PaperBook, problems: List[Probl
                             f"({budget_name(m.budgets[c])} labels)")
                 row.append(cell_text(cell, cell and paper.find("table1", **key_fields(cell.key))))
             rows.append(row)
+        if m.supervised:
+            sizes = sorted({size_name(c.key.size) for c in m.supervised.values()})
+            rows.append([f"supervised, in-domain ({', '.join(sizes)})"]
+                        + [cell_text(m.supervised.get(c), m.supervised.get(c)
+                                     and paper.find("table1", **key_fields(m.supervised[c].key))) for c in m.cols])
         budgets = ", ".join(f"{dataset_name(c)} {budget_name(m.budgets[c])}" for c in m.cols)
-        out.append(Table(header, rows, f"{method_name(m.method)}: rows are pretraining datasets (pretraining size "
-                                       f"in brackets), columns evaluation datasets; labels per column: {budgets}"))
+        out.append(Table(header, rows, f"{method_name(m.method)} ({m.kind} probe): rows are pretraining datasets "
+                                       f"(pretraining size in brackets), columns evaluation datasets; labels per "
+                                       f"column: {budgets}"))
+        out.append(protocol_note([*m.cells.values(), *m.supervised.values()]))
     return out
 
 
@@ -156,14 +185,15 @@ def table2_tables(tables: List[Pooling], paper: PaperBook, problems: List[Proble
             line = [_pool_row_name(row)]
             for ev in t.cols:
                 cell = t.cells.get((row, ev))
-                if cell is None and (not row.pool or ev in row.pool):
+                if cell is None:        # the paper evaluates every pool on every column, in its pool or not
                     missing(problems, f"Table 2 {method_name(t.method)}",
                             f"{_pool_row_name(row)} on {dataset_name(ev)}")
                 line.append(cell_text(cell, cell and paper.find("table2", **key_fields(cell.key))))
             rows.append(line)
         budgets = ", ".join(f"{dataset_name(c)} {budget_name(t.budgets[c])}" for c in t.cols)
         out.append(Table(["pretraining"] + [dataset_name(c) for c in t.cols], rows,
-                         f"{method_name(t.method)}, linear top-1; labels per column: {budgets}"))
+                         f"{method_name(t.method)}, linear top-1 ({t.kind} probe); labels per column: {budgets}"))
+        out.append(protocol_note(t.cells.values()))
     return out
 
 
@@ -180,15 +210,19 @@ def table3_tables(rows: List[ConcatRow], paper: PaperBook, problems: List[Proble
                                              f"({budget_name(k.budget)} labels)")
             singles.append(cell_text(cell))
         values = [c.top1 for _, c in r.singles if c is not None and c.top1 is not None]
-        inside = [c.top1 for b, c in r.singles if b[1] == k.eval_dataset and c is not None and c.top1 is not None]
         ours = r.cell.top1
         gain = sign_text(ours - max(values)) if ours is not None and values else MISSING
-        gain_in = sign_text(ours - max(inside)) if ours is not None and inside else MISSING
+        found = concat_gain(r)
+        gain_in = value_text(found[0], paper.find("table3", metric="gain_top1", **key_fields(k)), signed=True) \
+            if found else MISSING
         lines.append([dataset_name(k.eval_dataset), budget_name(k.budget),
                       " ⊕ ".join(backbone_name(b) for b, _ in r.singles), " / ".join(singles),
                       cell_text(r.cell), gain, gain_in])
+    cells = [c for r in rows for c in (r.cell, *(c for _, c in r.singles))]
     return [Table(["evaluation", "labelled images", "backbones", "each alone", "concatenated", "gain vs best single",
-                   "gain vs in-domain"], lines, "linear top-1 on concatenated frozen features")]
+                   "gain vs in-domain"], lines, "linear top-1 on concatenated frozen features; gain vs in-domain = "
+                                            "concatenated minus the self-supervised backbone of the evaluation "
+                                            "dataset alone"), protocol_note(cells)]
 
 
 # ---------------------------------------------------------------- Fig. 4
@@ -197,7 +231,7 @@ def fig4_tables(settings: List[QualitySetting], paper: PaperBook, problems: List
     out: List[Block] = []
     for s in settings:
         where = (f"Fig. 4 {dataset_name(s.dataset)} {size_name(s.size)} -> {dataset_name(s.eval_dataset)} "
-                 f"({budget_name(s.budget)} labels)")
+                 f"({budget_name(s.budget)} labels{'' if s.kind == 'linear' else ', ' + s.kind})")
         rows = []
         for c in s.corruptions:
             cond = paper_condition(c)
@@ -218,7 +252,9 @@ def fig4_tables(settings: List[QualitySetting], paper: PaperBook, problems: List
                     row.append(value_text(d.value, ref, signed=True))
             rows.append(row)
         out.append(Table(["corruption", "paper condition"] + [f"Δ {method_name(m)}" for m in s.methods], rows,
-                         f"{where}: Δ top-1 = corrupted minus clean pretraining, evaluated on clean images"))
+                         f"{where}: Δ top-1 = corrupted minus clean pretraining, evaluated on clean images; our "
+                         f"numbers are on {dataset_name(s.dataset)} (the paper's dataset and size are unconfirmed)"))
+        out.append(protocol_note(c for d in s.deltas.values() for c in (d.corrupted, d.clean)))
         clean = []
         for m in s.methods:
             base = next((d.clean for (c, mm), d in s.deltas.items() if mm == m and d.clean is not None), None)
@@ -239,7 +275,7 @@ def fig5_tables(settings: List[GranularitySetting], paper: PaperBook, problems: 
     out: List[Block] = []
     for s in settings:
         k = s.key
-        where = f"Fig. 5 {dataset_name(k.dataset)} {size_name(k.size)} -> {dataset_name(k.eval_dataset)}"
+        where = f"Fig. 5 {dataset_name(k.dataset)} -> {dataset_name(k.eval_dataset)}"
         for needed in ("simclr", "supervised"):
             if needed not in s.cells:
                 missing(problems, where, f"hierarchical evaluation of {method_name(needed)}")
@@ -253,14 +289,21 @@ def fig5_tables(settings: List[GranularitySetting], paper: PaperBook, problems: 
                 if c.conflict:
                     row.append(CONFLICT)
                     continue
+                if lv not in c.levels:          # a level only another method reports
+                    row.append(MISSING)
+                    continue
                 ref = paper.find("fig5", **key_fields(c.key, level=lv))
                 row.append(value_text(c.levels[lv], ref, replicates=c.replicates))
             if gap:
                 sim, sup = s.cells["simclr"], s.cells["supervised"]
-                row.append(MISSING if sim.conflict or sup.conflict else sign_text(sup.levels[lv] - sim.levels[lv]))
+                row.append(MISSING if sim.conflict or sup.conflict or lv not in sim.levels or lv not in sup.levels
+                           else sign_text(sup.levels[lv] - sim.levels[lv]))
             rows.append(row)
-        header = ["level"] + [method_name(m) for m in methods] + (["gap (supervised - SimCLR)"] if gap else [])
-        out.append(Table(header, rows, f"{where} ({budget_name(k.budget)} labels): top-1 per level, coarse to fine"))
+        header = ["level"] + [f"{method_name(m)} ({size_name(s.cells[m].key.size)})" for m in methods] \
+            + (["gap (supervised - SimCLR)"] if gap else [])
+        out.append(Table(header, rows, f"{where} ({budget_name(k.budget)} labels): top-1 per level, coarse to fine; "
+                                       f"pretraining images in brackets"))
+        out.append(protocol_note(s.cells.values()))
     return out
 
 
@@ -282,11 +325,13 @@ def baseline_tables(data: Baselines, paper: PaperBook, problems: List[Problem]) 
                          simclr, margin])
         out.append(Table(["evaluation", "dataset", "labelled images", "random init", "SimCLR (size: top-1)",
                           "margin"], rows, "SimCLR features vs an untrained backbone of the same architecture"))
+        out.append(protocol_note(c for row in data.random for c in (row.random, row.simclr)))
     if data.knn:
         rows = [[backbone_name(c.key.backbone), dataset_name(c.key.eval_dataset), budget_name(c.key.budget),
                  cell_text(c)] for c in data.knn]
         out.append(Table(["backbone", "evaluation", "labelled images", "kNN top-1"], rows,
                          "kNN classification on frozen features"))
+        out.append(protocol_note(data.knn))
     return out
 
 
