@@ -30,6 +30,7 @@ from .files import atomic_write, atomic_write_text
 
 __all__ = [
     "CHECKPOINT_FORMAT", "capture_rng", "gather_rng", "restore_rng", "save_checkpoint", "load_checkpoint",
+    "read_checkpoint", "apply_checkpoint",
     "checkpoint_path", "latest_checkpoint", "prune_checkpoints", "export_backbone", "load_backbone",
     "check_backbone_file", "file_sha256", "unwrap",
 ]
@@ -55,14 +56,36 @@ def _first_line(exc: Exception, limit: int = 160) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+def _os_error_in(exc: BaseException) -> Optional[OSError]:
+    """The ``OSError`` behind ``exc``: torch's zip writer turns a failed ``write`` (ENOSPC) into a RuntimeError
+    whose context is the real error."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, OSError):
+            return exc
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
+
+
 def _atomic_save(obj: Any, path: Path) -> Path:
+    """``torch.save`` through ``atomic_write``; a failed write (full disk, quota, I/O error) is re-raised as an
+    ``OSError`` that names ``path`` (the CLI prints it as one line), and leaves neither the temporary nor a
+    partial file under ``path``; an older checkpoint stays as it was."""
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
             torch.save(obj, fh)
             fh.flush()
             os.fsync(fh.fileno())
 
-    return atomic_write(path, write)
+    try:
+        return atomic_write(path, write)
+    except (OSError, RuntimeError) as exc:
+        cause = _os_error_in(exc)
+        if cause is None:
+            raise
+        if cause.filename is not None and cause is exc:
+            raise
+        raise OSError(cause.errno, cause.strerror, str(path)) from exc
 
 
 # ---------------------------------------------------------------------------------------------------- RNG states
@@ -169,18 +192,11 @@ def save_checkpoint(path: PathLike, *, model: nn.Module, arch: str, step: int, e
     return _atomic_save(state, Path(path))
 
 
-def load_checkpoint(path: PathLike, *, model: Optional[nn.Module] = None,
-                    optimizer: Optional[torch.optim.Optimizer] = None, scaler: Any = None, schedule: Any = None,
-                    expected_arch: Optional[str] = None, map_location: Union[str, torch.device] = "cpu",
-                    strict: bool = True) -> Dict[str, Any]:
-    """Read a checkpoint, check it, and load it into whichever of model/optimizer/scaler/schedule are given.
-
-    RNG states are NOT restored here (call ``restore_rng(ckpt["rng"], rank)`` when resuming, after building
-    everything that consumes random numbers at construction).
+def read_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> Dict[str, Any]:
+    """Read and check a checkpoint without loading it into anything (a resume compares its config first).
 
     Raises:
-        UserError: missing or unreadable file, not an ffcv-ssl checkpoint, or ``arch`` differs from
-            ``expected_arch`` (one line each).
+        UserError: missing or unreadable file, or not an ffcv-ssl checkpoint (one line each).
     """
     path = Path(path)
     if not path.is_file():
@@ -193,6 +209,18 @@ def load_checkpoint(path: PathLike, *, model: Optional[nn.Module] = None,
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"'{path}' is not an ffcv-ssl training checkpoint (format {CHECKPOINT_FORMAT}); "
                         "exported backbones load with load_backbone()")
+    return state
+
+
+def apply_checkpoint(state: Dict[str, Any], path: PathLike, *, model: Optional[nn.Module] = None,
+                     optimizer: Optional[torch.optim.Optimizer] = None, scaler: Any = None, schedule: Any = None,
+                     expected_arch: Optional[str] = None, strict: bool = True) -> Dict[str, Any]:
+    """Load a ``read_checkpoint`` state into whichever of model/optimizer/scaler/schedule are given.
+
+    Raises:
+        UserError: ``arch`` differs from ``expected_arch``, or the model does not fit (one line each).
+    """
+    path = Path(path)
     if expected_arch is not None and state["arch"] != expected_arch:
         raise UserError(f"checkpoint '{path}' was trained with model.arch={state['arch']} but the config says "
                         f"{expected_arch}; set model.arch={state['arch']} or use another out_dir")
@@ -210,6 +238,24 @@ def load_checkpoint(path: PathLike, *, model: Optional[nn.Module] = None,
     if schedule is not None and state.get("schedule") is not None:
         schedule.load_state_dict(state["schedule"])
     return state
+
+
+def load_checkpoint(path: PathLike, *, model: Optional[nn.Module] = None,
+                    optimizer: Optional[torch.optim.Optimizer] = None, scaler: Any = None, schedule: Any = None,
+                    expected_arch: Optional[str] = None, map_location: Union[str, torch.device] = "cpu",
+                    strict: bool = True) -> Dict[str, Any]:
+    """Read a checkpoint, check it, and load it into whichever of model/optimizer/scaler/schedule are given.
+
+    RNG states are NOT restored here (call ``restore_rng(ckpt["rng"], rank)`` when resuming, after building
+    everything that consumes random numbers at construction).
+
+    Raises:
+        UserError: missing or unreadable file, not an ffcv-ssl checkpoint, or ``arch`` differs from
+            ``expected_arch`` (one line each).
+    """
+    state = read_checkpoint(path, map_location)
+    return apply_checkpoint(state, path, model=model, optimizer=optimizer, scaler=scaler, schedule=schedule,
+                            expected_arch=expected_arch, strict=strict)
 
 
 def checkpoint_path(directory: PathLike, step: int) -> Path:

@@ -1,6 +1,8 @@
 """The ``ffcv-ssl`` command line: one subcommand per step of the workflow, each a thin module in ``commands/``.
 
-User errors (``UserError``) print one red line and exit 2; ``--debug`` shows the traceback instead.
+User errors (``UserError``) and operating-system errors (``OSError``: a full disk, a read-only or
+unwritable output directory, a missing file) print one red line naming the path and a fix, and exit 2;
+``--debug`` shows the traceback instead.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from typing import Optional, Sequence
 from . import __version__
 from .commands import COMMANDS, load_commands
 from .console import error_line
-from .errors import UserError
+from .errors import UserError, os_error_message
 
 
 class _Parser(argparse.ArgumentParser):
@@ -58,6 +60,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise
         error_line(str(exc))
         return exc.exit_code
+    except OSError as exc:          # ENOSPC, EACCES, EROFS, ENOENT, ENOTDIR...: the path and the fix, one line
+        if args.debug:
+            raise
+        error_line(os_error_message(exc))
+        return 2
     except KeyboardInterrupt:
         error_line("interrupted")
         return 130

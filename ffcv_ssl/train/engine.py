@@ -16,10 +16,10 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 
-from ..checkpoint import (checkpoint_path, export_backbone, gather_rng, latest_checkpoint, load_checkpoint,
-                          prune_checkpoints, restore_rng, save_checkpoint)
+from ..checkpoint import (_plain_config, apply_checkpoint, checkpoint_path, export_backbone, gather_rng,
+                          latest_checkpoint, prune_checkpoints, read_checkpoint, restore_rng, save_checkpoint)
 from ..config import save_config
-from ..console import console, progress_bar
+from ..console import console, progress_bar, warning_line
 from ..distributed import DistEnv, all_reduce_mean, cleanup, init_distributed, per_process_batch
 from ..errors import UserError
 from ..files import atomic_write_text
@@ -30,6 +30,7 @@ from ..objectives import build_objective
 from ..optim import WarmupCosine, build_optimizer, scaled_lr
 from .config import TrainConfig
 from .metrics import MetricsLog
+from .resume import PROVENANCE, check_resume, describe, new_segments, rescale_position, run_settings, summarize
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
@@ -93,6 +94,12 @@ def build_run(cfg: TrainConfig, with_loader: bool = True, steps_per_epoch: int =
         raise UserError(f"out_dir {out} is a file; choose a directory")
     check_arch(cfg.model.arch)
     info = beton_info(cfg.data.train)                       # missing/foreign beton: one line, before any work
+    if info.manifest is None and DistEnv.from_environ().rank == 0:
+        from dataset_writers.manifest import manifest_path
+
+        warning_line(f"{info.path} has no manifest ({manifest_path(info.path).name}): its dataset, checksum and "
+                     f"class count are unknown ({info.num_classes} classes inferred from its labels) and results "
+                     "will say so; rewrite it with 'ffcv-ssl write' to get one")
     local_batch = per_process_batch(cfg.data.batch_size, DistEnv.from_environ().world_size)
     env = init_distributed()
     device = resolve_device(cfg, env.device)
@@ -115,7 +122,7 @@ def build_run(cfg: TrainConfig, with_loader: bool = True, steps_per_epoch: int =
     if cfg.freeze_backbone:
         for p in backbone.parameters():
             p.requires_grad_(False)
-    objective = build_objective(cfg.objective, backbone, info.num_classes)
+    objective = build_objective(cfg.objective, backbone, cfg.num_classes or info.num_classes)
     num_views = sum(v.count for v in cfg.data.views)
     objective.check_setup(num_views, cfg.data.batch_size)
     objective.to(device)
@@ -161,8 +168,31 @@ def train_step(run: Run, views, labels) -> Tuple[Dict[str, Any], Dict[str, float
     return outputs, extra, lr
 
 
+def check_out_dir(out: Path) -> None:
+    """Raise the ``OSError`` (naming ``out``) that creating or writing ``out`` would meet, before any work and
+    without creating anything: a read-only mount (EROFS), a path under a regular file (ENOTDIR), no permission.
+
+    The CLI prints it as one line; checking first saves building the model and the loader for nothing.
+    """
+    import errno
+    import os
+    import tempfile
+
+    existing = next((p for p in (out, *out.parents) if p.exists()), None)
+    if existing is None:
+        return
+    if not existing.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(out))
+    try:
+        with tempfile.TemporaryFile(dir=existing):     # O_TMPFILE on Linux: no name ever appears
+            pass
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(out)) from None
+
+
 def pretrain(cfg: TrainConfig) -> Dict[str, Any]:
     """Train (or resume) and return the summary written to ``out_dir/summary.json``."""
+    check_out_dir(Path(cfg.out_dir))
     run = build_run(cfg)
     out = Path(cfg.out_dir)
     env, device, precision, info, indices = run.env, run.device, run.precision, run.info, run.indices
@@ -173,15 +203,29 @@ def pretrain(cfg: TrainConfig) -> Dict[str, Any]:
 
     ckpt_dir = out / "checkpoints"
     step, epoch, start_batch = 0, 0, 0
+    settings = run_settings(_plain_config(cfg), info.sha256)
+    segments, changes = new_segments(settings), []
     resumed = latest_checkpoint(ckpt_dir)
     if resumed is not None:
-        state = load_checkpoint(resumed, model=objective, optimizer=optimizer, scaler=scaler, schedule=schedule,
-                                expected_arch=cfg.model.arch)
+        state = read_checkpoint(resumed)
+        # the run-defining settings must match the checkpoint's, or the user must ask for the change (issue 16.4)
+        segments, changes = check_resume(state, resumed, settings, cfg.resume_with_changes)
+        apply_checkpoint(state, resumed, model=objective, optimizer=optimizer, scaler=scaler, schedule=schedule,
+                         expected_arch=cfg.model.arch)
         restore_rng(state["rng"], env.rank)
         step, epoch, start_batch = state["step"], state["epoch"], state["batch_in_epoch"]
+        if changes:
+            start_batch = rescale_position(start_batch, (state.get("extra") or {}).get("steps_per_epoch"),
+                                           steps_per_epoch)
+            if start_batch >= steps_per_epoch:
+                epoch, start_batch = epoch + 1, 0
     if main:
         out.mkdir(parents=True, exist_ok=True)
+        if changes:
+            warning_line(f"resuming {resumed} with changed settings from step {step} on ({describe(changes)}); "
+                         f"both are recorded in {out / PROVENANCE}")
         save_config(cfg, out / "config.yaml")
+        atomic_write_text(out / PROVENANCE, json.dumps({"segments": segments}, indent=1, default=str) + "\n")
         n_used = len(indices) if indices is not None else info.num_samples
         console.print(f"[bold]pretrain[/] {cfg.objective.name} {cfg.model.arch} on {info.path} "
                       f"({n_used:,} images, {num_views} views) | world {env.world_size} | {device} "
@@ -196,7 +240,9 @@ def pretrain(cfg: TrainConfig) -> Dict[str, Any]:
         if main:
             save_checkpoint(checkpoint_path(ckpt_dir, step), model=objective, arch=cfg.model.arch, step=step,
                             epoch=at_epoch, batch_in_epoch=batch_in_epoch, optimizer=optimizer, scaler=scaler,
-                            schedule=schedule, rng=rng, config=cfg)
+                            schedule=schedule, rng=rng, config=cfg,
+                            extra={"segments": segments, "train_sha256": info.sha256,
+                                   "steps_per_epoch": steps_per_epoch})
             prune_checkpoints(ckpt_dir, cfg.keep_checkpoints)
 
     t_start = time.perf_counter()
@@ -264,11 +310,12 @@ def pretrain(cfg: TrainConfig) -> Dict[str, Any]:
                "data_wait_frac": round(wait_total / max(elapsed, 1e-9), 4), "world_size": env.world_size,
                "device": str(device), "precision": precision, "pretrain": pretrain_info(cfg),
                "num_train": len(indices) if indices is not None else info.num_samples,
-               "init_from": init_source.pretrain if init_source is not None else None, "val": summary_eval}
+               "init_from": init_source.pretrain if init_source is not None else None, "val": summary_eval,
+               "segments": summarize(segments, step)}
     if main:
         if finished:
             export_backbone(objective.backbone, out / "backbone.pth", cfg.model.arch,
-                            extra={"pretrain": summary["pretrain"]})
+                            extra={"pretrain": summary["pretrain"], "segments": summary["segments"]})
         atomic_write_text(out / ("summary.json" if finished else "progress.json"), json.dumps(summary, indent=1) + "\n")
     cleanup()
     return summary
