@@ -19,6 +19,10 @@ def atomic_write(path: os.PathLike | str, write: Callable[[Path], None]) -> Path
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.filename is None:   # a failed write() (ENOSPC, EIO) names no file: name the one being written
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
     finally:
         tmp.unlink(missing_ok=True)
     return path

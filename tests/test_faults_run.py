@@ -107,6 +107,20 @@ def test_full_disk_at_a_checkpoint_is_one_line_and_keeps_the_older_checkpoint(be
     assert read_checkpoint(ckpt_dir / "ckpt_000000001.pt")["step"] == 1
 
 
+def test_any_atomic_write_on_a_full_disk_names_its_file_and_leaves_nothing(mount):
+    """config.yaml, metrics, results.json... go through ``atomic_write``: a bare write() error names no file."""
+    from ffcv_ssl.errors import os_error_message
+    from ffcv_ssl.files import atomic_write_text
+
+    disk = mount("64k")
+    target = disk / "results.json"
+    with pytest.raises(OSError) as err:
+        atomic_write_text(target, "x" * (1 << 20))
+    assert err.value.filename == str(target)
+    assert os_error_message(err.value).startswith(f"'{target}': no space left")
+    assert list(disk.iterdir()) == []
+
+
 def test_read_only_out_dir_is_one_line(betons, mount):
     ro = mount("1m", read_only=True)
     res = pretrain_cli(betons["test"], ro / "run", "max_steps=1")
