@@ -8,7 +8,7 @@
    A count that 1000 does not divide is an error (the profile never rounds silently).
 3. Appended overrides (the last value of a key wins): tiny images and batches, one epoch, few L-BFGS
    iterations, one worker; storage capped at 64 px (``--max-resolution``), one writer process.
-4. Resources: every stage asks for 1 CPU, no GPU, 3 GB, 15 min (the real ones ask for 8 GPUs and 480 GB).
+4. Resources: every stage asks for 1 CPU, no GPU, 3 GB, 60 min (the real ones ask for 8 GPUs and 480 GB).
 
 File names keep the sweep's own values (``inat21_train_1000000.beton`` holds 1000 images), so the rehearsal
 tree has exactly the paths of a real run and sweeps that share a beton or a pretraining share it here too.
@@ -56,7 +56,8 @@ class RehearsalProfile:
     writer_workers: int = 1                  # a pool of processes costs more than it saves on ~1000 tiny images
     cpus: int = 1
     mem_gb: int = 3
-    timeout_min: int = 15                    # >= 15: submitit counts any USR2 as a time-out below ~12.5 min
+    timeout_min: int = 60                    # per array task, i.e. per pack of up to 8 jobs (>= 15: submitit
+                                             # counts any USR2 as a time-out below ~12.5 min)
     scaled: Dict[int, int] = field(default_factory=dict)   # filled while rewriting: scaled count -> original
 
     # ---------------------------------------------------------------- counts
