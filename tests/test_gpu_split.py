@@ -185,7 +185,7 @@ def test_loader_split_mode_equals_cpu_complete_mode(beton):
 
 def test_colour_on_auto_is_device_on_cuda_only(beton):
     from ffcv_ssl.errors import ConfigError
-    from ffcv_ssl.loading import DataConfig, ViewConfig, ViewLoader
+    from ffcv_ssl.loading import DataConfig, ViewConfig, ViewLoader, eval_view
     from ffcv_ssl.loading.loader import resolve_colour_on
 
     assert resolve_colour_on("auto", torch.device("cuda")) == "device"
@@ -194,6 +194,9 @@ def test_colour_on_auto_is_device_on_cuda_only(beton):
     assert resolve_colour_on("device", torch.device("cpu")) == "device"
     auto = ViewLoader(str(beton), [ViewConfig(count=1, size=32)], batch_size=8, num_workers=1)
     assert auto.colour_on == "host" and auto.decoder.host_colour
+    # views without any colour op (evaluation, supervised) have nothing to split: no parameter pipeline
+    plain = ViewLoader(str(beton), [eval_view(32)], batch_size=8, num_workers=1, colour_on="device")
+    assert plain.colour_on == "host" and "__colour_params" not in plain.loader.pipeline_specs
     with pytest.raises(ConfigError, match="data.colour_on"):
         DataConfig(train=str(beton), colour_on="gpu").validate()
     DataConfig(train=str(beton), colour_on="device", colour_compile=True).validate()

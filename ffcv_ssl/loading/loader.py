@@ -197,6 +197,8 @@ class ViewLoader:
         self.seed = int(seed)
         recipes = [v.recipe() for v in views for _ in range(v.count)]
         self.colour_on = resolve_colour_on(colour_on, self.device)
+        if not any(r.jitter_p > 0 or r.gray_p > 0 or r.blur_p > 0 or r.solarize_p > 0 for r in recipes):
+            self.colour_on = "host"       # nothing to split (evaluation, supervised views): no parameter pipeline
         self.decoder = MultiViewDecoder(recipes, seed=self.seed, half_scale=half_scale_decode,
                                         roi_fraction=roi_decode_fraction, host_colour=self.colour_on == "host")
         on_cuda = self.device.type == "cuda"
