@@ -13,6 +13,7 @@ log() { printf '\033[1m[wheel]\033[0m %s\n' "$*" >&2; }
 start=$(date +%s)
 
 log "building the wheel"
+rm -rf "$repo/build"       # setuptools' build/lib would ship stale copies of removed modules
 "$py" -m pip wheel -q --no-deps --no-build-isolation -w "$work/dist" "$repo" 2>&1 | grep -v "^$" || true
 wheel="$(ls "$work"/dist/ffcv_ssl-*.whl)"
 log "installing $(basename "$wheel") into a fresh venv"

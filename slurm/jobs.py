@@ -161,7 +161,7 @@ def _backbone_file(spec: str) -> str:
 
 def _eval_io(args: Tuple[str, ...], config: str, eval_kind: str) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
     from ffcv_ssl.config import load_config
-    from ffcv_ssl.evaluation.budgets import budget_name, parse_budget
+    from dataset_writers.subsets import budget_name, parse_budget
     from ffcv_ssl.evaluation.config import KINDS, EvalConfig
 
     if eval_kind not in KINDS:

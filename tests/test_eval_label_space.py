@@ -17,7 +17,7 @@ from fixtures.datasets import build_imagenet  # noqa: E402
 
 from dataset_writers.write import ImageOptions, write_dataset, write_split  # noqa: E402
 from ffcv_ssl.config import load_config  # noqa: E402
-from ffcv_ssl.evaluation.budgets import budget_positions  # noqa: E402
+from dataset_writers.subsets import budget_positions  # noqa: E402
 from ffcv_ssl.evaluation.cache import FeatureCache  # noqa: E402
 from ffcv_ssl.evaluation.config import EvalConfig  # noqa: E402
 from ffcv_ssl.evaluation.linear import LinearProbeConfig, linear_probe  # noqa: E402

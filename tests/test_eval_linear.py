@@ -10,7 +10,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from ffcv_ssl.evaluation._rows import Rows
-from ffcv_ssl.evaluation.budgets import (
+from dataset_writers.subsets import (
     BUDGETS, BudgetError, budget_name, budget_positions, budgets_that_fit, parse_budget,
 )
 from ffcv_ssl.evaluation.cache import FeatureCacheWriter, cache_dir_for

@@ -5,6 +5,7 @@ end-to-end check of an installed wheel in a fresh venv is ``.ci/wheel_smoke.sh``
 """
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -18,6 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def wheel_names(tmp_path_factory) -> set[str]:
     out = tmp_path_factory.mktemp("dist")
+    shutil.rmtree(REPO / "build", ignore_errors=True)   # setuptools would ship stale copies of removed modules
     res = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
                           "-w", str(out), str(REPO)], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]

@@ -110,7 +110,7 @@ def test_fixtures_have_the_label_structure_that_breaks_things(fixtures_root, tmp
     Places365 hierarchy, both GLC20 packagings: all read by the real writers."""
     from dataset_writers.manifest import read_manifest
     from dataset_writers.write import ImageOptions, write_dataset
-    from ffcv_ssl.evaluation.budgets import budget_positions
+    from dataset_writers.subsets import budget_positions
 
     spec = FixtureSpec()
     counts = spec.class_counts()

@@ -16,7 +16,7 @@ import torch
 
 from ..errors import UserError
 from ..results import EvalInfo, PretrainInfo, Results, write_results
-from .backbones import BackboneSource, resolve_backbone
+from ..backbones import BackboneSource, resolve_backbone
 from .config import KINDS, EvalConfig
 from .label_space import LabelSpace, check_label_space
 
@@ -48,7 +48,7 @@ def pretrain_info(source: BackboneSource) -> PretrainInfo:
 
 
 def _budget_label(budget: Optional[int]) -> str:
-    from .budgets import budget_name
+    from dataset_writers.subsets import budget_name
 
     return budget_name(budget)
 
@@ -99,13 +99,13 @@ def extract_features(source: BackboneSource, beton: str, cfg: EvalConfig):
 
 
 def _positions(cfg: EvalConfig, labels: np.ndarray, budget: Optional[int]) -> np.ndarray:
-    from .budgets import budget_positions
+    from dataset_writers.subsets import budget_positions
 
     return budget_positions(labels, budget, seed=cfg.budget_seed, balanced=cfg.balanced_budgets, where=cfg.train)
 
 
 def _budgets(cfg: EvalConfig, n_train: int) -> List[Optional[int]]:
-    from .budgets import check_budget, parse_budget
+    from dataset_writers.subsets import check_budget, parse_budget
 
     out = []
     for b in cfg.budgets:

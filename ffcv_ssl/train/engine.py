@@ -54,7 +54,7 @@ def pretrain_info(cfg: TrainConfig) -> Dict[str, Any]:
     info = beton_info(cfg.data.train)
     size = info.size or info.num_samples
     if cfg.data.subset != "all":
-        from ..evaluation.budgets import parse_budget
+        from dataset_writers.subsets import parse_budget
 
         size = parse_budget(cfg.data.subset)
     return {"method": cfg.objective.name, "dataset": info.dataset, "size": size,
@@ -107,7 +107,7 @@ def build_run(cfg: TrainConfig, with_loader: bool = True, steps_per_epoch: int =
 
     indices = None
     if cfg.data.subset != "all":
-        from ..evaluation.budgets import budget_positions, parse_budget
+        from dataset_writers.subsets import budget_positions, parse_budget
         from ..loading.info import beton_labels
 
         indices = budget_positions(beton_labels(cfg.data.train), parse_budget(cfg.data.subset), seed=cfg.data.subset_seed,
@@ -116,7 +116,7 @@ def build_run(cfg: TrainConfig, with_loader: bool = True, steps_per_epoch: int =
     backbone = build_backbone(cfg.model)
     init_source = None
     if cfg.init_from:
-        from ..evaluation.backbones import load_into
+        from ..backbones import load_into
 
         init_source = load_into(backbone, cfg.init_from, cfg.model.arch)
     if cfg.freeze_backbone:

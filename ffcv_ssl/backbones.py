@@ -12,7 +12,7 @@ from typing import Any, Dict
 
 import torch
 
-from ..errors import UserError
+from .errors import UserError
 
 RANDOM = "random"
 
@@ -26,12 +26,12 @@ class BackboneSource:
 
     def build(self, seed: int = 0) -> torch.nn.Module:
         """The backbone (random sources are initialised from ``seed``, the same way every time)."""
-        from ..models import ModelConfig, build_backbone
+        from .models import ModelConfig, build_backbone
 
         if not self.path:
             torch.manual_seed(seed)
             return build_backbone(ModelConfig(arch=self.arch, channels_last=True))
-        from ..checkpoint import load_backbone
+        from .checkpoint import load_backbone
 
         model = load_backbone(self.path, self.arch)
         return model.to(memory_format=torch.channels_last)
@@ -44,8 +44,8 @@ def resolve_backbone(spec: str, arch: str = "", seed: int = 0) -> BackboneSource
         UserError: missing files, a training run that has not finished, ``random`` without an arch, or an
             ``arch`` that contradicts the one the backbone was trained with (one line each).
     """
-    from ..checkpoint import check_backbone_file
-    from ..models import check_arch
+    from .checkpoint import check_backbone_file
+    from .models import check_arch
 
     if spec == RANDOM:
         if not arch:
@@ -73,7 +73,7 @@ def resolve_backbone(spec: str, arch: str = "", seed: int = 0) -> BackboneSource
         raise UserError(f"{path}: no {meta_file.name} beside it to tell the architecture; pass arch=NAME")
     check_arch(arch)
     check_backbone_file(path, arch)
-    from ..checkpoint import file_sha256
+    from .checkpoint import file_sha256
 
     pretrain = dict(meta.get("pretrain") or {})
     pretrain.setdefault("arch", arch)
