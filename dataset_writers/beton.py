@@ -26,6 +26,7 @@ import numpy as np
 from ffcv.fields.base import Field
 from ffcv.types import ALLOC_TABLE_TYPE, CURRENT_VERSION, TYPE_ID_HANDLER, FieldDescType, HeaderType, get_metadata_type
 
+from .beton_check import open_beton
 from .errors import ImageError, WriterError
 
 MIN_PAGE_SIZE = 1 << 21
@@ -106,9 +107,15 @@ class OrderedBetonFile:
         self.fp.write(np.zeros(1, dtype=HeaderType).tobytes())
         self.fp.write(descriptors.tobytes())
         self.metadata_start = HeaderType.itemsize + descriptors.nbytes
-        self.data_start = _align(self.metadata_start + self.capacity * self.metadata_type.itemsize, self.page_size)
+        # Data starts right after the metadata, not at the next page boundary, and the last page ends at its
+        # last byte: ffcv only needs that no allocation crosses a page boundary (it maps ``ptr >> log2(page)``
+        # to a page). Padding both ends made every beton >= 2 pages (16 MiB) even for 15 images.
+        self.data_start = self.metadata_start + self.capacity * self.metadata_type.itemsize
         self.page = np.zeros(self.page_size, dtype="<u1")
-        self.page_index, self.page_used = -1, self.page_size
+        # the current page buffer covers file bytes [page_start, page_start + page_cap); the first is partial
+        self.page_start = self.data_start
+        self.page_cap = _align(self.data_start, self.page_size) - self.data_start
+        self.page_used = 0
 
     def add(self, row: np.ndarray, buffers: Sequence[np.ndarray], what: str = "") -> int:
         """Place one encoded sample (from ``encode_sample``); returns its sample id."""
@@ -118,14 +125,14 @@ class OrderedBetonFile:
                               f"{self.page_size}; lower --max-resolution or raise --page-size")
         if self.count >= self.capacity:
             raise WriterError("more samples than the capacity reserved for this beton")
-        if self.page_used + total > self.page_size:
+        if self.page_used + total > self.page_cap:
             self._flush()
-            self.page_index += 1
+            self.page_start += self.page_cap
+            self.page_cap = self.page_size
             self.page_used = 0
-            self.page.fill(0)
         ptrs = []
         for buf in buffers:
-            ptr = self.data_start + self.page_index * self.page_size + self.page_used
+            ptr = self.page_start + self.page_used
             self.page[self.page_used: self.page_used + buf.nbytes] = buf
             self.page_used += buf.nbytes
             self._allocate(self.count, ptr, buf.nbytes)
@@ -154,17 +161,16 @@ class OrderedBetonFile:
         self.rows_start = self.count
 
     def _flush(self) -> None:
-        if self.page_index < 0:
+        """Write the used part of the current page (the rest stays a hole: zeros, not stored on most file systems)."""
+        if not self.page_used:
             return
-        self.fp.seek(self.data_start + self.page_index * self.page_size)
-        self.fp.write(self.page.tobytes())
+        self.fp.seek(self.page_start)
+        self.fp.write(self.page[: self.page_used].tobytes())
 
     def close(self) -> None:
         """Write the last page, the allocation table, the metadata and the header."""
         self._flush()
-        end = self.data_start + (self.page_index + 1) * self.page_size
-        if self.page_index < 0:
-            end = self.data_start
+        end = self.page_start + self.page_used
         self.fp.seek(end)
         self.fp.write(self.allocations[: self.num_allocations].tobytes())
         self._flush_rows()
@@ -179,8 +185,12 @@ class OrderedBetonFile:
         self.fp.close()
 
     def abort(self) -> None:
+        """Close without finishing; never raises (a full disk fails the buffered flush of ``close`` too)."""
         if not self.fp.closed:
-            self.fp.close()
+            try:
+                self.fp.close()
+            except OSError:
+                pass
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -216,8 +226,31 @@ class EncodeJob:
 _JOB: Optional[EncodeJob] = None
 
 
-def _init_worker(job: EncodeJob) -> None:
+def _die_with_parent(parent: int) -> None:
+    """Make this worker die when the writer dies, whatever kills it (kill -9, OOM killer, SLURM).
+
+    A worker blocked on the task queue would otherwise live on forever as an orphan: the queue's pipe
+    stays open in its siblings, so it never sees end-of-file. Linux delivers SIGKILL to the worker when
+    the thread that forked it exits (``PR_SET_PDEATHSIG``; workers are forked by the thread that submits
+    the first chunk, which lives as long as the write). If the parent died before this call, exit now.
+    """
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)     # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - not Linux: the stall timeout still ends the write
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+    # the parent handles SIGINT / SIGTERM (stops, cleans up, says so); a worker just finishes its chunk or dies
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _init_worker(job: EncodeJob, parent: int) -> None:
     global _JOB
+    _die_with_parent(parent)
     _JOB = job
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     # cv2's thread count is set to 1 by the parent before forking (``_single_threaded_cv2``): calling
@@ -261,7 +294,7 @@ def encode_in_order(job: EncodeJob, positions: Sequence[int], workers: int, chun
     ctx = mp.get_context("fork")
     chunks = [positions[i: i + chunk] for i in range(0, len(positions), chunk)]
     with _single_threaded_cv2(), ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                                     initargs=(job,)) as pool:
+                                                     initargs=(job, os.getpid())) as pool:
         pending: deque = deque()
         next_chunk = 0
         stalled = False
@@ -311,28 +344,5 @@ def sha256_file(path: Path, bufsize: int = 1 << 22) -> str:
 
 
 def verify_beton(path: Path, expected_samples: Optional[int] = None) -> int:
-    """Re-open ``path`` with ffcv's own ``Reader`` and check its header and pointers; returns the count."""
-    from ffcv.reader import Reader
-
-    size = Path(path).stat().st_size
-    if size < HeaderType.itemsize:
-        raise WriterError(f"{path}: {size} bytes, too small to be a .beton (truncated?); rewrite it")
-    header = np.fromfile(path, dtype=HeaderType, count=1)[0]
-    if int(header["version"]) != CURRENT_VERSION:
-        raise WriterError(f"{path}: not a .beton of ffcv format version {CURRENT_VERSION} "
-                          f"(header says {int(header['version'])})")
-    if int(header["alloc_table_ptr"]) > size:
-        raise WriterError(f"{path}: truncated ({size:,} bytes, but its header places the allocation table at "
-                          f"byte {int(header['alloc_table_ptr']):,}); rewrite it")
-    try:
-        reader = Reader(str(path))
-    except Exception as exc:  # noqa: BLE001
-        raise WriterError(f"{path}: not a readable .beton ({type(exc).__name__}: {exc})") from None
-    n = int(reader.num_samples)
-    if expected_samples is not None and n != expected_samples:
-        raise WriterError(f"{path}: header says {n} samples, expected {expected_samples}")
-    size = path.stat().st_size
-    table = reader.alloc_table
-    if len(table) and int((table["ptr"] + table["size"]).max()) > size:
-        raise WriterError(f"{path}: allocation table points past the end of the file (truncated?); rewrite it")
-    return n
+    """Re-open ``path`` with the readers' own validation (``beton_check.open_beton``); returns the count."""
+    return int(open_beton(path, expected_samples=expected_samples).num_samples)

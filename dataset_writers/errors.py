@@ -15,3 +15,7 @@ class ImageError(WriterError):
 
     def __reduce__(self):  # picklable across writer worker processes
         return (ImageError, (self.path, self.reason))
+
+
+class BetonError(WriterError):
+    """A beton that cannot be read safely (missing, truncated, damaged header or tables): nothing was read."""

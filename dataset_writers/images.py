@@ -47,6 +47,8 @@ def open_rgb(source, *, exif_transpose: bool = True, draft_max_side: Optional[in
             array = np.asarray(img, dtype=np.uint8)
     except FileNotFoundError:
         raise ImageError(name, "file not found") from None
+    except PermissionError:     # an OSError too, but not a decoding problem: say what it is
+        raise ImageError(name, "permission denied; make it readable (chmod a+r)") from None
     except UnidentifiedImageError:
         raise ImageError(name, "not a recognised image file") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:

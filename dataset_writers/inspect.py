@@ -15,14 +15,15 @@ import numpy as np
 from ffcv_ssl.files import save_figure
 
 from .beton import sha256_file, verify_beton
+from .beton_check import check_beton_path, open_beton
 from .errors import WriterError
 from .manifest import manifest_path, read_manifest
 
 
 def _beton(path: os.PathLike | str) -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise WriterError(f"{path} does not exist; give the path of a .beton written by 'ffcv-ssl write'")
+    """The path, after the metadata checks every reader runs (``beton_check.open_beton``) against its manifest."""
+    path = check_beton_path(path)
+    open_beton(path, read_manifest(path))
     return path
 
 
@@ -96,10 +97,9 @@ def stored_image(path: os.PathLike | str, position: int) -> tuple:
     """(RGB uint8 image exactly as stored, sample id) of sample ``position``: JPEG bytes decoded by Pillow."""
     import io
 
-    from ffcv.reader import Reader
     from PIL import Image
 
-    reader = Reader(str(path))
+    reader = open_beton(path)
     names = list(reader.handlers)
     meta = reader.metadata[f"f{names.index('image')}"][position]
     sample_id = int(reader.metadata[f"f{names.index('index')}"][position]) if "index" in names else position

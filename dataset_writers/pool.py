@@ -23,10 +23,12 @@ from ffcv.fields import IntField, RGBImageField
 from ffcv_ssl.console import progress_bar
 
 from .beton import _SENTINEL, OrderedBetonFile, sha256_file, verify_beton
-from .errors import WriterError
+from .beton_check import check_beton_path, open_beton
+from .errors import BetonError, WriterError
 from .manifest import INLINE_IDS_MAX, ids_digest, manifest_path, read_manifest, write_manifest
 from .subsets import nested_subset, subset_record
-from .write import _image_stats, _temp_path, check_output_path
+from .output import claim_output, os_error, temp_path
+from .write import _image_stats
 
 _COUNT = re.compile(r"^(\d+(?:\.\d+)?)([kKmM]?)$")
 
@@ -61,16 +63,16 @@ class _Part:
     """An opened part: ffcv's Reader for metadata, a read-only memory map for the stored bytes."""
 
     def __init__(self, part: PoolPart, verify: bool):
-        from ffcv.reader import Reader
-
-        if part.path.suffix != ".beton" or not part.path.is_file():
-            raise WriterError(f"--part {part.spec}: {part.path} is not an existing .beton file")
+        try:
+            check_beton_path(part.path)
+        except BetonError as exc:
+            raise WriterError(f"--part {exc}") from None
+        if part.path.suffix != ".beton":
+            raise WriterError(f"--part {part.spec}: {part.path} does not end in .beton; give a beton written by "
+                              "'ffcv-ssl write'")
         self.part = part
         self.manifest = read_manifest(part.path)
-        try:
-            self.reader = Reader(str(part.path))
-        except Exception as exc:  # noqa: BLE001 - ffcv raises AssertionError/ValueError on foreign files
-            raise WriterError(f"--part {part.spec}: not a readable beton ({type(exc).__name__}: {exc})") from None
+        self.reader = open_beton(part.path, self.manifest)     # header, tables, pointers: before any copy
         names = self.reader.field_names
         for needed in ("image", "label"):
             if needed not in names:
@@ -119,7 +121,12 @@ def write_pool(parts: Sequence[Union[str, PoolPart]], out: os.PathLike | str, *,
     specs = [parse_part(p) for p in parts]
     if len(specs) < 1:
         raise WriterError("a pool needs at least one --part")
-    out = check_output_path(Path(out), overwrite)
+    with claim_output(Path(out), overwrite) as out:        # exclusive for the whole write (output.py)
+        return _write_pool(specs, out, seed, balanced, verify_parts, description)
+
+
+def _write_pool(specs: List[PoolPart], out: Path, seed: int, balanced: bool, verify_parts: bool,
+                description: str) -> Dict[str, Any]:
     opened = [_Part(p, verify_parts) for p in specs]
     if any(o.part.path.resolve() == out.resolve() for o in opened):
         raise WriterError(f"--out {out} is also a --part; choose another output name")
@@ -133,8 +140,8 @@ def write_pool(parts: Sequence[Union[str, PoolPart]], out: os.PathLike | str, *,
     page_size = max(int(o.reader.page_size) for o in opened)
     total = int(sum(len(s) for s in selections))
 
-    tmp = _temp_path(out)
-    writer = OrderedBetonFile(tmp, fields, total, page_size)
+    tmp = temp_path(out)
+    writer: Optional[OrderedBetonFile] = None
     labels_out = np.empty(total, dtype=np.int64)
     ids_out = np.empty(total, dtype=np.int64)
     sizes = np.zeros((total, 4), dtype=np.int32)
@@ -142,6 +149,7 @@ def write_pool(parts: Sequence[Union[str, PoolPart]], out: os.PathLike | str, *,
     t0 = time.perf_counter()
     offsets = np.cumsum([0] + [o.num_classes for o in opened])
     try:
+        writer = OrderedBetonFile(tmp, fields, total, page_size)
         with progress_bar("rate") as bar:
             task = bar.add_task(description, total=total, rate="")
             k = 0
@@ -168,9 +176,12 @@ def write_pool(parts: Sequence[Union[str, PoolPart]], out: os.PathLike | str, *,
                                   sha256_file(tmp), time.perf_counter() - t0)
         write_manifest(manifest_path(out), manifest)
         os.replace(tmp, out)
-    except BaseException:
-        writer.abort()
+    except BaseException as exc:
+        if writer is not None:
+            writer.abort()
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):        # a full disk, a read-only or unwritable directory: the path and the fix
+            raise os_error(out, exc, "nothing was written") from None
         raise
     return manifest
 

@@ -22,6 +22,7 @@ from ffcv_ssl.console import progress_bar
 from .beton import DEFAULT_PAGE_SIZE, EncodeJob, OrderedBetonFile, encode_in_order, sha256_file, verify_beton
 from .errors import WriterError
 from .manifest import INLINE_IDS_MAX, ids_digest, manifest_path, write_manifest
+from .output import claim_output, os_error, temp_path
 from .records import SplitIndex
 
 WRITE_MODES = ("jpg", "raw", "smart")
@@ -120,22 +121,7 @@ def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
 
-def _temp_path(out: Path) -> Path:
-    return out.with_name(f".{out.name}.tmp-{os.getpid()}")
-
-
-def check_output_path(out: Path, overwrite: bool) -> Path:
-    out = Path(out)
-    if out.is_dir():
-        raise WriterError(f"--out {out} is a directory; give a file name ending in .beton")
-    if out.suffix != ".beton":
-        raise WriterError(f"--out {out} must end in .beton")
-    if out.exists() and not overwrite:
-        raise WriterError(f"{out} already exists; pass --overwrite to replace it")
-    if out.parent.exists() and not out.parent.is_dir():
-        raise WriterError(f"{out.parent} is a file, not a directory; choose another --out")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return out
+FAIL_LOOKAHEAD = 1000   # --on-error fail: images checked after the first bad one, to say how many more there are
 
 
 def write_split(index: SplitIndex, out: Path, *, image: Optional[ImageOptions] = None,
@@ -155,7 +141,21 @@ def write_split(index: SplitIndex, out: Path, *, image: Optional[ImageOptions] =
     image.validate()
     if on_error not in ("fail", "skip"):
         raise WriterError(f"--on-error {on_error!r} must be 'fail' or 'skip'")
-    out = check_output_path(Path(out), overwrite)
+    check_workers(workers)
+    with claim_output(Path(out), overwrite) as out:        # exclusive for the whole write (output.py)
+        return _write_split(index, out, image, positions, labels, corrupt, workers, on_error, manifest_extra,
+                            description)
+
+
+def check_workers(workers: Optional[int]) -> None:
+    if workers is not None and int(workers) < 0:
+        raise WriterError(f"--workers {workers} must be >= 0 (0: one process per CPU)")
+
+
+def _write_split(index: SplitIndex, out: Path, image: ImageOptions, positions: Optional[Sequence[int]],
+                 labels: Optional[np.ndarray], corrupt: Optional[Callable[[np.ndarray, int], np.ndarray]],
+                 workers: Optional[int], on_error: str, manifest_extra: Optional[Dict[str, Any]],
+                 description: str) -> Dict[str, Any]:
     positions = np.arange(len(index)) if positions is None else np.asarray(positions, dtype=np.int64)
     if len(positions) == 0:
         raise WriterError(f"{index.dataset}/{index.split}: the split is empty; nothing to write "
@@ -171,8 +171,8 @@ def write_split(index: SplitIndex, out: Path, *, image: Optional[ImageOptions] =
     maker = _SampleMaker(index, image.max_resolution, labels, 0, corrupt)
     job = EncodeJob(maker, maker.describe, fields)
 
-    tmp = _temp_path(out)
-    writer = OrderedBetonFile(tmp, fields, len(positions), image.page_size)
+    tmp = temp_path(out)
+    writer: Optional[OrderedBetonFile] = None
     skipped: List[Dict[str, str]] = list(index.skipped)
     # compact per-sample records (16 B each), so the parent's memory does not grow with Python objects
     written_pos = np.empty(len(positions), dtype=np.int64)
@@ -180,7 +180,10 @@ def write_split(index: SplitIndex, out: Path, *, image: Optional[ImageOptions] =
     num_written = 0
     stored_bytes = 0
     t0 = time.perf_counter()
+    first_error: Optional[tuple] = None      # --on-error fail: (file, reason), then count the next few bad ones
+    more_bad = checked_after = 0
     try:
+        writer = OrderedBetonFile(tmp, fields, len(positions), image.page_size)
         with ExitStack() as stack:
             bar = stack.enter_context(progress_bar("rate"))
             task = bar.add_task(description, total=len(positions), rate="")
@@ -188,6 +191,12 @@ def write_split(index: SplitIndex, out: Path, *, image: Optional[ImageOptions] =
             # (at interpreter exit, joining its threads could hang)
             results = stack.enter_context(closing(encode_in_order(job, positions, workers)))
             for done, (status, pos, *rest) in enumerate(results, 1):
+                if first_error is not None:
+                    checked_after += 1
+                    more_bad += status != "ok"
+                    if checked_after >= FAIL_LOOKAHEAD:
+                        break
+                    continue
                 if status == "ok":
                     row, buffers, info = rest
                     writer.add(row, buffers, maker.describe(pos))
@@ -198,11 +207,17 @@ def write_split(index: SplitIndex, out: Path, *, image: Optional[ImageOptions] =
                 else:
                     path, reason, _ = rest
                     if on_error == "fail":
-                        raise WriterError(f"{path}: {reason}; nothing was written. Fix or remove the file, "
-                                          "or pass --on-error skip to leave it out")
+                        first_error = (path, reason)
+                        continue
                     skipped.append({"file": path, "reason": reason})
                 if done % 64 == 0 or done == len(positions):
                     bar.update(task, completed=done, rate=f"{done / (time.perf_counter() - t0):,.0f} img/s")
+        if first_error is not None:
+            also = (f" (and {more_bad} more unreadable image{'s' if more_bad > 1 else ''} among the {checked_after:,} "
+                    "checked after it)" if more_bad else "")
+            raise WriterError(f"{first_error[0]}: {first_error[1]}{also}; nothing was written. Fix or remove the "
+                              "file, or pass --on-error skip to leave such images out (they are listed in the "
+                              "manifest)")
         writer.close()
         if not num_written:
             raise WriterError(f"{index.dataset}/{index.split}: every image was unreadable; nothing was written")
@@ -214,9 +229,12 @@ def write_split(index: SplitIndex, out: Path, *, image: Optional[ImageOptions] =
         manifest.update(manifest_extra or {})
         write_manifest(manifest_path(out), manifest)
         os.replace(tmp, out)
-    except BaseException:
-        writer.abort()
+    except BaseException as exc:
+        if writer is not None:
+            writer.abort()
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):        # a full disk, a read-only or unwritable directory: the path and the fix
+            raise os_error(out, exc, "nothing was written") from None
         raise
     return manifest
 
@@ -241,10 +259,8 @@ def write_dataset(dataset: str, root: Optional[os.PathLike | str], split: str, o
     """
     from ffcv_ssl.config import load_config
 
-    from .corruptions import CorruptionChain, label_noise_record
-
+    from .corruptions import CorruptionChain
     from .registry import get_reader
-    from .subsets import nested_subset, subset_record
 
     chain = CorruptionChain.build(list(corruptions), seed if corrupt_seed is None else corrupt_seed)
     spec = get_reader(dataset)
@@ -255,7 +271,19 @@ def write_dataset(dataset: str, root: Optional[os.PathLike | str], split: str, o
     image.validate()
     if on_error not in ("fail", "skip"):
         raise WriterError(f"--on-error {on_error!r} must be 'fail' or 'skip'")
-    out = check_output_path(Path(out), overwrite)
+    check_workers(workers)
+    with claim_output(Path(out), overwrite) as out:     # held from the index to the rename (output.py)
+        return _write_dataset(spec, dataset, root, split, out, opts, chain, image, subset, seed, balanced, workers,
+                              on_error, overwrite, manifest_extra)
+
+
+def _write_dataset(spec: Any, dataset: str, root: Optional[os.PathLike | str], split: str, out: Path, opts: Any,
+                   chain: Any, image: ImageOptions, subset: Optional[int], seed: int, balanced: bool,
+                   workers: Optional[int], on_error: str, overwrite: bool,
+                   manifest_extra: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    from .corruptions import label_noise_record
+    from .subsets import nested_subset, subset_record
+
     index = spec.read(Path(root).expanduser() if root else None, split, opts)
     positions = None
     extra: Dict[str, Any] = {}

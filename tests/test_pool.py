@@ -102,6 +102,6 @@ def test_pool_bad_parts_leave_nothing(parts, tmp_path):
         write_pool([lonely], out)
     with pytest.raises(WriterError, match=r":500: asks for 500 samples but the beton holds 12"):
         write_pool([f"{parts['inat21']}:500"], out)
-    with pytest.raises(WriterError, match=r"missing.beton is not an existing .beton file"):
+    with pytest.raises(WriterError, match=r"--part .*missing.beton does not exist; give the path of a .beton"):
         write_pool([tmp_path / "missing.beton"], out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lonely.beton"]

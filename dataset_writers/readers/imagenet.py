@@ -149,7 +149,12 @@ def _folder_samples(base: Path, classes: _Classes, problems: Problems) -> Tuple[
     paths: List[str] = []
     labels: List[int] = []
     for wnid in list_subdirs(base):
-        files = list_images(base / wnid)
+        try:
+            files = list_images(base / wnid)
+        except PermissionError:
+            problems.add(base / wnid, "permission denied: cannot list this class folder, its images are left out; "
+                                      "make it readable (chmod a+rx)")
+            continue
         if wnid not in index:
             problems.add(base / wnid, f"class folder not in {classes.source} ({len(files)} images left out)")
             continue

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import re
-from typing import Any, Dict, List
+import signal
+from typing import Any, Dict, Iterator, List
 
+from ..errors import UserError
 from . import register_command
 
 EXAMPLES = """examples:
@@ -121,6 +124,36 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     run.add_argument("--verify-parts", action="store_true", help="pool only: recompute each part's sha256 first")
 
 
+class Terminated(UserError):
+    """SIGTERM (what SLURM sends on preemption or scancel) during a write: cleaned up, exit 128 + 15."""
+
+    exit_code = 128 + 15
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Handle SIGTERM like Ctrl-C: stop the write where it is, remove the temporary, stop the workers.
+
+    Python's default for SIGTERM is to die on the spot, which leaves the temporary beton (as large as
+    the beton) behind. The handler raises in the main thread, so the writer's own cleanup runs; a second
+    SIGTERM during that cleanup is ignored (SLURM follows up with SIGKILL after its grace period).
+    """
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated("terminated by SIGTERM (a SLURM preemption or scancel?) while writing; nothing was "
+                         "written under --out and the temporary file was removed; rerun the same command")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:              # not the main thread (an embedding program): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _reject(args: argparse.Namespace, names: List[str], why: str) -> None:
     from ..errors import UserError
 
@@ -166,7 +199,8 @@ def _run_dataset(args: argparse.Namespace) -> Any:
 def run(args: argparse.Namespace) -> int:
     from ..console import console
 
-    manifest = _run_pool(args) if args.dataset == "pool" else _run_dataset(args)
+    with _sigterm_as_interrupt():
+        manifest = _run_pool(args) if args.dataset == "pool" else _run_dataset(args)
     skipped = len(manifest.get("skipped", []))
     console.print(f"wrote [bold]{args.out}[/]: {manifest['num_samples']:,} samples, {manifest['num_classes']} "
                   f"classes, {manifest['write']['images_per_s']:,.0f} img/s"

@@ -255,6 +255,7 @@ class FeatureCacheWriter:
             **dict(extra or {}),
         }
         self.directory.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(self.directory)
         self._tmp = self.directory.with_name(f".{self.directory.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         self._tmp.mkdir()
         self._t0 = time.perf_counter()
@@ -343,6 +344,36 @@ class FeatureCacheWriter:
             self.commit()
         else:
             self.abort()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:         # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(directory: os.PathLike | str) -> List[Path]:
+    """Remove ``.NAME.tmp-PID-*`` / ``.NAME.old-PID-*`` directories beside ``directory`` whose writer is dead.
+
+    An extraction killed with SIGKILL (a preempted job, the OOM killer) cannot remove its temporary
+    directory, which holds up to the whole feature matrix; the next extraction of the same cache does.
+    A directory whose PID is alive (another extraction running now) is left alone.
+    """
+    directory = Path(directory)
+    pattern = re.compile(rf"^\.{re.escape(directory.name)}\.(?:tmp|old)-(\d+)-[0-9a-f]+$")
+    removed = []
+    if not directory.parent.is_dir():
+        return removed
+    for entry in os.scandir(directory.parent):
+        m = pattern.match(entry.name)
+        if m and entry.is_dir(follow_symlinks=False) and not _pid_alive(int(m.group(1))):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(Path(entry.path))
+    return removed
 
 
 def _to_numpy(value: Any) -> np.ndarray:

@@ -27,17 +27,12 @@ class BetonInfo:
 
 def beton_info(path: str | Path) -> BetonInfo:
     """Read the beton's header (and its manifest when there is one) without loading any image."""
-    from ffcv.reader import Reader
-
+    from dataset_writers.beton_check import check_beton_path, open_beton
     from dataset_writers.manifest import manifest_path, read_manifest
 
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"beton {path} does not exist; write it with 'ffcv-ssl write' or fix the path")
-    try:
-        reader = Reader(str(path))
-    except Exception as exc:  # noqa: BLE001
-        raise UserError(f"{path}: not a readable .beton ({type(exc).__name__}: {exc})") from None
+    path = check_beton_path(path)       # missing, a directory: one line
+    # header and tables validated from the metadata (a damaged beton is one line, never a crash later)
+    reader = open_beton(path, read_manifest(path) if manifest_path(path).is_file() else None)
     names = list(reader.handlers)
     if "label" not in names:
         raise UserError(f"{path}: has no 'label' field (fields: {', '.join(names)})")

@@ -210,17 +210,18 @@ class ViewLoader:
 
             pipelines[_COLOUR_OUTPUT] = PipelineSpec("image", decoder=ColourParams(self.decoder),
                                                      transforms=[ToTensor(), *to_device])
-        from ffcv.reader import Reader
+        from dataset_writers.beton_check import open_beton
+        from dataset_writers.manifest import manifest_path, read_manifest
 
-        try:
-            names = list(Reader(self.path).handlers)  # noqa: F841 - also validates the file
-        except Exception as exc:  # noqa: BLE001 - a foreign or truncated file
-            raise UserError(f"{path}: not a readable .beton ({type(exc).__name__}: {exc})") from None
+        # header, tables and pointers checked (metadata only) before compiled code touches the pages: a
+        # damaged beton is one line (BetonError), not a segfault or a terabyte allocation
+        manifest = read_manifest(self.path) if manifest_path(self.path).is_file() else None
+        handlers = open_beton(self.path, manifest).handlers
+        names = list(handlers)
         if "image" not in names or "label" not in names:
             raise UserError(f"{path}: needs 'image' and 'label' fields (has {', '.join(names)})")
         from ffcv.fields import IntField
 
-        handlers = Reader(self.path).handlers
         # every other integer field is a label level (e.g. iNat21's genus ... kingdom)
         self.level_names = [n for n in names if n not in _NON_LABEL_FIELDS and n != "label"
                             and isinstance(handlers[n], IntField)]
