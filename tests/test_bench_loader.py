@@ -43,12 +43,29 @@ def test_ratios_and_targets():
     assert r == {"ours/ffcv": 6.0, "ours/tv_v2": 20.0, "ours/tv_pil": 5.0, "ours/decode": 0.6}
     t = bench.judge(r)
     assert {k: v["met"] for k, v in t.items()} == {"ours/ffcv": True, "ours/tv_v2": True,   # 20 >= 20: met
-                                                   "ours/tv_pil": False, "ours/decode": True}
+                                                   "ours/tv_pil": False, "ours/decode": True,
+                                                   "ours_split/decode": False}           # not measured: not met
     assert {k: v["target"] for k, v in t.items()} == {"ours/ffcv": 5.0, "ours/tv_v2": 20.0, "ours/tv_pil": 6.0,
-                                                      "ours/decode": 0.6}
+                                                      "ours/decode": 0.6, "ours_split/decode": 0.7}
     methods["tv_v2"] = {"samples_per_s": None}                            # a failed baseline: no ratio, not met
     assert bench.ratios(methods)["ours/tv_v2"] is None
     assert bench.judge(bench.ratios(methods))["ours/tv_v2"]["met"] is False
+    # both modes against every baseline, the DCT-scaled ceilings included
+    methods.update({"ours_split": {"samples_per_s": 1400.0}, "decode_dct": {"samples_per_s": 1250.0},
+                    "decode_half": {"samples_per_s": 2500.0}})
+    r = bench.ratios(methods)
+    assert r["ours_split/decode"] == 1.4 and r["ours_split/decode_half"] == 0.56 and r["ours/decode_dct"] == 0.48
+    assert r["ours_split/tv_v2"] is None
+    assert bench.judge(r)["ours_split/decode"] == {"target": 0.7, "value": 1.4, "met": True}
+
+
+def test_host_cost_per_mode():
+    """CPU-ms per sample and cores per 5,000 views/s from samples per CPU-second (2 views per sample)."""
+    cost = bench.host_cost({"samples_per_cpu_s": 250.0}, 2)
+    assert cost["cpu_ms_per_sample"] == pytest.approx(4.0)
+    assert cost["cores_per_5000_views_s"] == pytest.approx(10.0)      # 500 views per CPU-second
+    assert bench.host_cost({"samples_per_cpu_s": None}, 2) == {"cpu_ms_per_sample": None,
+                                                               "cores_per_5000_views_s": None}
 
 
 def test_epoch_samples_are_whole_batches_and_feed_every_worker():
@@ -220,13 +237,20 @@ def test_json_has_every_contender_ratio_and_target(bench_run):
             s = bench.summarise(m["epochs"])
             assert m["samples_per_s"] == s["samples_per_s"] and m["samples_per_cpu_s"] == s["samples_per_cpu_s"]
             assert m["samples_per_s"] > 0 and m["samples_per_cpu_s"] > 0
-        ours = rec["methods"]["ours"]["samples_per_s"]
-        for key in bench.BASELINES:
-            want = ours / rec["methods"][key]["samples_per_s"]
-            assert rec["ratios"][f"ours/{key}"] == pytest.approx(want, rel=1e-9)
+        for mode in bench.MODES:
+            ours = rec["methods"][mode]["samples_per_s"]
+            for key in bench.BASELINES:
+                want = ours / rec["methods"][key]["samples_per_s"]
+                assert rec["ratios"][f"{mode}/{key}"] == pytest.approx(want, rel=1e-9)
+            host = rec["methods"][mode]["host"]
+            assert host["cpu_ms_per_sample"] == pytest.approx(1e3 / rec["methods"][mode]["samples_per_cpu_s"])
+            assert host["cores_per_5000_views_s"] == pytest.approx(
+                5000 / (2 * rec["methods"][mode]["samples_per_cpu_s"]))
+        fraction = rec["methods"]["decode_dct"]["half_scale_fraction"]
+        assert 0.0 <= fraction <= 1.0 and rec["methods"]["decode_half"]["half_scale_fraction"] == 1.0
         assert rec["stats"]["images"] == 24
     targets = doc["betons"]["500"]["targets"]
-    assert set(targets) == {"ours/ffcv", "ours/tv_v2", "ours/tv_pil", "ours/decode"}
+    assert set(targets) == {"ours/ffcv", "ours/tv_v2", "ours/tv_pil", "ours/decode", "ours_split/decode"}
     for key, t in targets.items():
         assert t["value"] == doc["betons"]["500"]["ratios"][key] and t["met"] == (t["value"] >= t["target"])
     assert doc["betons"]["256"]["targets"] is None
@@ -260,7 +284,8 @@ def test_json_sweep_breakdown_and_memory(bench_run):
 @pytest.mark.slow
 def test_table_is_printed(bench_run):
     out = bench_run["stdout"]
-    for needle in ("(a) ours", "(b) stock ffcv", "(c1) torchvision v2", "(c2) torchvision PIL", "(d) decode only",
+    for needle in ("(a) ours", "(a2) ours, GPU split", "host cores per 5,000 views/s", "(d2) decode, 1/2 DCT",
+                   "(b) stock ffcv", "(c1) torchvision v2", "(c2) torchvision PIL", "(d) decode only",
                    "ours/this", ">= 5x", ">= 0.6x", "views/s per core", "where ours' time goes", "hue off",
                    "memory_formula", "load average"):
         assert needle in out, needle
@@ -310,3 +335,40 @@ def test_decode_ceiling_really_decodes(bench_run):
         assert np.abs(got - ref).mean() < 1.5 and np.percentile(np.abs(got - ref), 99) <= 5
         assert np.abs(got - ref).max() <= 16
     assert d.run_epoch(1) == 8
+
+
+@pytest.mark.slow
+def test_dct_scaled_ceilings_really_decode_at_half_scale(bench_run):
+    """(d3) decodes every JPEG at 1/2 DCT scale (PIL's draft mode is libjpeg's same scaled IDCT); (d2) only
+    the samples whose crops all allow it under ours' rule, which for 2 x 224-px views of <= 500-px images is
+    rare (a crop must be >= 448 px on both sides)."""
+    from PIL import Image
+
+    from ffcv_ssl.bench._baselines import DecodeAllHalf, DecodeWhereScalingApplies, Task
+
+    data = _photos.build_bench_data(bench_run["data_dir"], 24, 0)
+    task = Task(kind="decode_half", beton=str(data.betons[500]), files=(), labels=(), indices=tuple(range(8)),
+                workers=1, batch_size=8)
+    d = DecodeAllHalf(task)
+    d.setup()
+    d.bufs[:] = 0
+    d.kernel(d.data, d.offsets, d.sizes, d.heights, d.widths, np.arange(8), np.full(8, 2, np.int64), d.bufs)
+    for k in range(8):
+        h, w = (int(d.heights[k]) + 1) // 2, (int(d.widths[k]) + 1) // 2
+        got = d.bufs[k, : h * w * 3].reshape(h, w, 3).astype(int)
+        with Image.open(data.files[500][k]) as img:
+            img.draft("RGB", (int(d.widths[k]) // 2, int(d.heights[k]) // 2))    # Pillow: scale = size // request
+            ref = np.asarray(img.convert("RGB")).astype(int)
+        assert ref.shape == got.shape
+        assert np.abs(got - ref).mean() < 1.5 and np.percentile(np.abs(got - ref), 99) <= 5
+    assert d.run_epoch(1) == 8 and d.halves == [1.0]
+    dct = DecodeWhereScalingApplies(replace_kind(task, "decode_dct"))
+    dct.setup()
+    denoms = dct.denominators(np.arange(8), 0)
+    assert set(denoms.tolist()) <= {1, 2} and (denoms == 1).mean() >= 0.5
+
+
+def replace_kind(task, kind):
+    from dataclasses import replace
+
+    return replace(task, kind=kind)

@@ -7,6 +7,9 @@ what a training step would receive; only the work it does differs:
   the finishing (float, normalise, channels_last) runs on the GPU in training, so it is not counted.
 - ``ours_finish``: the same, iterated through ``ViewLoader``'s public API with the finishing on the CPU
   (what a CPU-only machine pays; reported, never used for the targets).
+- ``ours_split``: GPU-split mode (``colour_on="device"``): the host decodes, crops, resizes and flips; the
+  colour parameters travel beside the crops, and colour/grayscale/blur run on the GPU in training, so they
+  are not counted: this is the host's share of the work.
 - ``ffcv``: stock ffcv, one ``RandomResizedCropRGBImageDecoder`` pipeline per view with ffcv's own flip,
   brightness, contrast and saturation (p=0.8 each, SimCLR strength 0.8). ffcv has no hue, grayscale or
   blur, so this baseline does *less* work than the SimCLR recipe: it flatters the baseline, not us.
@@ -17,6 +20,9 @@ what a training step would receive; only the work it does differs:
   PIL's own ``ImageFilter.GaussianBlur``, a uint8 tensor only at the end (normalised on the GPU).
 - ``decode``: the ceiling: ffcv's libjpeg-turbo ``imdecode`` of every stored JPEG of the beton into a
   preallocated buffer, ``prange`` over a batch, nothing else.
+- ``decode_dct``: the same ceiling with libjpeg-turbo's 1/2 DCT scaling where ours may use it (every crop
+  of the sample at least twice its output size, same draws as ours), full size elsewhere.
+- ``decode_half``: every JPEG at 1/2 DCT scale: what the scaling would buy if it always applied.
 
 A contender lives in a child process (forked before the parent starts any thread pool), so compiled
 code, thread pools, allocator state and memory of one never disturb another, and the parent can
@@ -34,16 +40,16 @@ from typing import Callable, Dict, List, Optional, Tuple, Type
 
 import numpy as np
 
-CONTENDERS: Dict[str, Type["Contender"]] = {}
+from ..registry import Registry
+
+CONTENDERS: Registry[Type["Contender"]] = Registry("contender")
 LABELS: Dict[str, str] = {}          # short name for tables
 DESCRIPTIONS: Dict[str, str] = {}    # one line for the legend and the JSON
 
 
 def register_contender(key: str, label: str, description: str) -> Callable[[Type["Contender"]], Type["Contender"]]:
     def wrap(cls: Type["Contender"]) -> Type["Contender"]:
-        if key in CONTENDERS:
-            raise KeyError(f"contender {key!r} registered twice")
-        CONTENDERS[key] = cls
+        CONTENDERS.register(key, cls)
         LABELS[key] = label
         DESCRIPTIONS[key] = description
         return cls
@@ -154,6 +160,8 @@ class Contender:
 
 
 class _Ours(Contender):
+    colour_on = "host"
+
     def setup(self) -> None:
         from ..loading import ViewConfig, ViewLoader
 
@@ -162,7 +170,7 @@ class _Ours(Contender):
         self.before = _status()
         views = [ViewConfig(count=t.views, size=t.size, **dict(t.recipe))]
         self.vl = ViewLoader(t.beton, views, batch_size=t.batch_size, num_workers=t.workers, order="random",
-                             seed=t.seed, indices=list(t.indices))
+                             seed=t.seed, indices=list(t.indices), colour_on=self.colour_on)
 
     def after_warmup(self) -> None:
         self.idle = _status()
@@ -201,6 +209,14 @@ class Ours(_Ours):
         for images, *_ in self.vl.loader:
             n += images.shape[0]
         return n
+
+
+@register_contender("ours_split", "(a2) ours, GPU split",
+                    "ViewLoader colour_on=device: host decodes + crops + resizes + flips; colour runs on the GPU")
+class OursSplit(Ours):
+    """The host's share in GPU-split mode: uint8 crops and their colour parameters, as ffcv delivers them."""
+
+    colour_on = "device"
 
 
 @register_contender("ours_finish", "(a') ours+CPU finish",
@@ -423,6 +439,75 @@ class DecodeOnly(Contender):
     def close(self) -> Dict:
         mpix = float((self.heights[self.indices] * self.widths[self.indices]).mean()) / 1e6
         return {"mean_megapixels": round(mpix, 4)}
+
+
+def _scaled_decode_kernel():
+    """``decode_batch(data, offsets, sizes, heights, widths, idx, denoms, bufs)``: decode ``idx[k]`` at 1/denoms[k]."""
+    from ffcv.libffcv import imdecode
+    from numba import njit, prange
+
+    imdecode_c = njit(imdecode)
+
+    @njit(parallel=True, nogil=True)
+    def decode_batch(data, offsets, sizes, heights, widths, idx, denoms, bufs):
+        for k in prange(len(idx)):
+            i = idx[k]
+            imdecode_c(data[offsets[i]:offsets[i] + sizes[i]], bufs[k], heights[i], widths[i], heights[i],
+                       widths[i], 0, 0, 1, denoms[k], False, False)
+
+    return decode_batch
+
+
+class _ScaledDecode(DecodeOnly):
+    """The ceiling with libjpeg-turbo's DCT scaling: each JPEG decoded at 1/``denominator(sample)``."""
+
+    def setup(self) -> None:
+        super().setup()
+        self.kernel = _scaled_decode_kernel()
+        self.halves = []
+
+    def denominators(self, positions: np.ndarray, epoch: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def run_epoch(self, epoch: int) -> int:
+        order = np.random.default_rng([self.task.seed, epoch]).permutation(self.indices)
+        denoms = self.denominators(order, epoch)
+        self.halves.append(float((denoms == 2).mean()))
+        b = self.task.batch_size
+        n = (len(order) // b) * b
+        for s in range(0, n, b):
+            self.kernel(self.data, self.offsets, self.sizes, self.heights, self.widths, order[s:s + b],
+                        denoms[s:s + b], self.bufs)
+        return n
+
+    def close(self) -> Dict:
+        return {**super().close(), "half_scale_fraction": round(float(np.mean(self.halves)), 4)}
+
+
+@register_contender("decode_dct", "(d2) decode, 1/2 DCT where ours may",
+                    "ceiling with libjpeg-turbo 1/2 DCT scaling for the samples whose every crop allows it "
+                    "(ours' rule, same draws), full size elsewhere")
+class DecodeWhereScalingApplies(_ScaledDecode):
+    def denominators(self, positions: np.ndarray, epoch: int) -> np.ndarray:
+        from ..loading import ViewConfig
+        from ..ops.decoder import recipes_to_arrays
+        from ..ops.views import PARAM_FLOATS, PARAM_INTS, draw_params, half_scale_allowed
+
+        t = self.task
+        vf, vi = recipes_to_arrays([ViewConfig(size=t.size).recipe()] * t.views)
+        n = len(positions)
+        pint = np.empty((n, t.views, PARAM_INTS), np.int64)
+        pflt = np.empty((n, t.views, PARAM_FLOATS), np.float64)
+        h, w = self.heights[positions], self.widths[positions]
+        draw_params(positions.astype(np.int64), h, w, np.uint64(t.seed), epoch, vf, vi, pint, pflt)
+        return np.array([2 if half_scale_allowed(pint[k], vi, h[k], w[k]) else 1 for k in range(n)], np.int64)
+
+
+@register_contender("decode_half", "(d3) decode, all at 1/2 DCT",
+                    "every JPEG at libjpeg-turbo's 1/2 DCT scale: what the scaling would buy if it always applied")
+class DecodeAllHalf(_ScaledDecode):
+    def denominators(self, positions: np.ndarray, epoch: int) -> np.ndarray:
+        return np.full(len(positions), 2, np.int64)
 
 
 @dataclass

@@ -8,6 +8,11 @@ other programs on a shared machine hits all of them alike; samples per CPU-secon
 a load-robust cross-check. Slow baselines measure a nested subset of the images per epoch (the same
 images for everyone, fewer of them) so that the run fits in minutes.
 
+Both modes of ours are measured: CPU-complete (``ours``: every op on the host) and GPU split
+(``ours_split``: the host decodes and crops, the colour runs on the GPU), each with its host CPU-ms per
+sample and the host cores it needs per 5,000 views/s (issue 14). The decode ceiling is also given with
+libjpeg-turbo's DCT scaling where ours may use it, and with every JPEG at 1/2 scale.
+
 Also: views/s per core of ours at 160/192/224 px and 1/2/4 views (``--sweep``), where ours' time goes
 (``--breakdown``: augmentations switched off one after another), and ours' peak RSS next to
 ``ViewLoader.memory_formula()`` (RSS sampled inside ours' process). Results: a rich table on
@@ -35,13 +40,16 @@ from ..files import atomic_write_text
 from . import register_bench
 
 SCHEMA = "ffcv-ssl/bench-loader/1"
-MAIN = ("ours", "ffcv", "tv_v2", "tv_pil", "decode", "ours_finish")
-BASELINES = ("ffcv", "tv_v2", "tv_pil", "decode")
-# issue 10's targets on the ~500-px beton: ours >= target x baseline
-TARGETS = {"ffcv": 5.0, "tv_v2": 20.0, "tv_pil": 6.0, "decode": 0.6}
+MAIN = ("ours", "ours_split", "ffcv", "tv_v2", "tv_pil", "decode", "decode_dct", "decode_half", "ours_finish")
+BASELINES = ("ffcv", "tv_v2", "tv_pil", "decode", "decode_dct", "decode_half")
+MODES = ("ours", "ours_split")          # CPU-complete and GPU-split mode: each gets ratios and host costs
+# issues 10 and 14's targets on the ~500-px beton: mode >= target x baseline
+TARGETS = {"ours/ffcv": 5.0, "ours/tv_v2": 20.0, "ours/tv_pil": 6.0, "ours/decode": 0.6, "ours_split/decode": 0.7}
 TARGET_SIDE = 500
+VIEWS_PER_S_GOAL = 5000.0               # "host cores per 5,000 views/s": a GPU's SimCLR appetite (issue 14)
 # fraction of --images each contender loads per epoch (slow baselines measure a nested subset)
-SHARES = {"ours": 1.0, "decode": 1.0, "ours_finish": 0.5, "ffcv": 0.5, "tv_pil": 0.25, "tv_v2": 0.125}
+SHARES = {"ours": 1.0, "ours_split": 1.0, "decode": 1.0, "decode_dct": 1.0, "decode_half": 1.0,
+          "ours_finish": 0.5, "ffcv": 0.5, "tv_pil": 0.25, "tv_v2": 0.125}
 SWEEP = ((160, 2), (192, 2), (224, 2), (224, 1), (224, 4))
 SWEEP_SHARE = 0.5
 # --breakdown: ours with one augmentation after another switched off; differences = cost of each
@@ -86,7 +94,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def resolve_settings(args: argparse.Namespace) -> Settings:
     """Defaults (full or ``--quick``) for unset options, then a check of every value before any work."""
-    from ..runtime import cpu_budget
+    from ..util import cpu_budget
 
     quick = bool(getattr(args, "quick", False))
     def given(value, default):
@@ -131,22 +139,37 @@ def summarise(epochs: Sequence[Dict]) -> Dict[str, Optional[float]]:
 
 
 def ratios(methods: Dict[str, Dict], metric: str = "samples_per_s") -> Dict[str, Optional[float]]:
-    """``ours/<baseline>`` for every baseline: ours' median rate over the baseline's (None if either failed)."""
-    ours = (methods.get("ours") or {}).get(metric)
+    """``<mode>/<baseline>`` for both modes of ours and every baseline present: the mode's median rate over
+    the baseline's (None if either failed or was not run)."""
     out: Dict[str, Optional[float]] = {}
-    for key in BASELINES:
-        other = (methods.get(key) or {}).get(metric)
-        out[f"ours/{key}"] = ours / other if ours and other else None
+    for mode in MODES:
+        if mode not in methods:
+            continue
+        ours = (methods.get(mode) or {}).get(metric)
+        for key in BASELINES:
+            if key not in methods:
+                continue
+            other = (methods.get(key) or {}).get(metric)
+            out[f"{mode}/{key}"] = ours / other if ours and other else None
     return out
 
 
 def judge(ratio: Dict[str, Optional[float]]) -> Dict[str, Dict]:
-    """Issue 10's targets: ``{"ours/ffcv": {"target": 5.0, "value": r, "met": r >= 5.0}, ...}``."""
+    """The targets: ``{"ours/ffcv": {"target": 5.0, "value": r, "met": r >= 5.0}, ...}``."""
     out = {}
     for key, target in TARGETS.items():
-        value = ratio.get(f"ours/{key}")
-        out[f"ours/{key}"] = {"target": target, "value": value, "met": value is not None and value >= target}
+        value = ratio.get(key)
+        out[key] = {"target": target, "value": value, "met": value is not None and value >= target}
     return out
+
+
+def host_cost(method: Dict, views: int) -> Dict[str, Optional[float]]:
+    """Host CPU-ms per sample and host cores needed per 5,000 views/s, from samples per CPU-second
+    (user + system time of every thread of the contender: the load-robust per-core rate)."""
+    cpu = method.get("samples_per_cpu_s")
+    if not cpu:
+        return {"cpu_ms_per_sample": None, "cores_per_5000_views_s": None}
+    return {"cpu_ms_per_sample": 1e3 / cpu, "cores_per_5000_views_s": VIEWS_PER_S_GOAL / (views * cpu)}
 
 
 def memory_summary(facts: Dict, batches_per_epoch: int) -> Dict:
@@ -305,7 +328,9 @@ def _machine(settings: Settings) -> Dict:
             versions[mod] = __import__(mod).__version__
         except (ImportError, AttributeError):
             versions[mod] = None
-    return {"cpu": model, "cpus_in_affinity_mask": len(os.sched_getaffinity(0)), "os_cpus": os.cpu_count(),
+    from ..util import cpu_budget
+
+    return {"cpu": model, "cpus_in_affinity_mask": cpu_budget(), "os_cpus": os.cpu_count(),
             "python": platform.python_version(), "versions": versions}
 
 
@@ -324,6 +349,10 @@ def measure_beton(side: int, data, settings: Settings) -> Tuple[Dict, Optional[D
         tasks[key] = replace(base, kind=key, indices=subset, measure_memory=(key == "ours" and side == TARGET_SIDE))
     phase = run_phase(f"{side} px", tasks, settings.epochs, max(2, settings.workers))
     methods = {key: _method_record(key, phase["outcomes"][key], samples[key]) for key in MAIN}
+    for key in MODES:
+        methods[key]["host"] = host_cost(methods[key], base.views)
+    for key in ("decode_dct", "decode_half"):
+        methods[key]["half_scale_fraction"] = phase["outcomes"][key].facts.get("half_scale_fraction")
     ratio = ratios(methods)
     record = {"beton": beton, "jpeg_dir": str(Path(files[0]).parent.parent), "stats": data.stats[str(side)],
               "methods": methods, "ratios": ratio, "cpu_ratios": ratios(methods, "samples_per_cpu_s"),
@@ -424,6 +453,29 @@ def print_report(doc: Dict) -> None:
         for key, m in doc["betons"][side]["methods"].items():
             if m["error"]:
                 console.print(f"[red]{side} px {key}: {m['error']}[/]")
+    h = Table(title="host cost per mode (CPU-complete: every op on the host; GPU split: the host decodes, crops, "
+                    "resizes, flips; colour, grayscale, blur run on the GPU)")
+    for col in ("mode", "beton", "host CPU-ms / sample", "host cores per 5,000 views/s", "mode / decode ceiling"):
+        h.add_column(col, justify="left" if col in ("mode", "beton") else "right")
+    for key in MODES:
+        for side in sides:
+            m = doc["betons"][side]["methods"][key]
+            cost = m.get("host") or {}
+            r = doc["betons"][side]["ratios"].get(f"{key}/decode")
+            h.add_row(m["label"], f"{side} px", _fmt(cost.get("cpu_ms_per_sample"), 2),
+                      _fmt(cost.get("cores_per_5000_views_s"), 1), _fmt(r, 2) + ("x" if r else ""))
+    console.print(h)
+    split_goal = (doc["betons"].get(str(TARGET_SIDE), {}).get("targets") or {}).get("ours_split/decode")
+    if split_goal:
+        console.print(f"  GPU split / decode ceiling at {TARGET_SIDE} px: {_fmt(split_goal['value'], 2)}x, target "
+                      f">= {split_goal['target']:g}x: " + ("[green]met[/]" if split_goal["met"] else "[red]not met[/]"))
+    for side in sides:
+        m = doc["betons"][side]["methods"]
+        fr = m.get("decode_dct", {}).get("half_scale_fraction")
+        if fr is not None:
+            console.print(f"  {side} px: ours' rule allows the 1/2 DCT decode for {100 * fr:.1f}% of the samples "
+                          f"(SimCLR, 2 x 224 px); ours/(d2) {_fmt(doc['betons'][side]['ratios'].get('ours/decode_dct'), 2)}x, "
+                          f"ours/(d3) {_fmt(doc['betons'][side]['ratios'].get('ours/decode_half'), 2)}x")
     if doc.get("sweep"):
         s = Table(title=f"ours on the 500-px beton, {st['workers']} workers: views/s per core")
         for col in ("size", "views", "samples/s", "views/s", "views/s per core", "views per CPU-s"):
@@ -471,7 +523,8 @@ def print_report(doc: Dict) -> None:
     console.print(f"load average (1 min) while measuring, on {doc['machine']['cpus_in_affinity_mask']} CPUs: {loads}")
 
 
-@register_bench("loader", help="multi-view loader vs stock ffcv, torchvision and plain JPEG decoding (issue 10)")
+@register_bench("loader", help="multi-view loader (CPU-complete and GPU split) vs stock ffcv, torchvision and "
+                               "plain JPEG decoding (issues 10, 14)")
 def run(args: argparse.Namespace) -> int:
     from ..console import console
     from ._photos import build_bench_data
