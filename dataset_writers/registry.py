@@ -1,11 +1,11 @@
 """Registry of dataset readers: ``@register_reader("imagenet", ...)`` next to each reader, no if/elif on names."""
 from __future__ import annotations
 
-import difflib
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Sequence, Tuple, Type
+from typing import Any, Callable, Sequence, Tuple, Type
+
+from ffcv_ssl.registry import Registry
 
 from .errors import WriterError
 from .records import SplitIndex
@@ -24,34 +24,23 @@ class ReaderSpec:
     summary: str
 
 
-READERS: Dict[str, ReaderSpec] = {}
-
-_BUILTIN = ("digits", "imagenet", "inat21", "places365", "glc20")
+# one module per built-in dataset under readers/, imported on first lookup (an import error there raises)
+READERS: Registry[ReaderSpec] = Registry("dataset", package=f"{__package__}.readers", error=WriterError,
+                                         builtins=("digits", "imagenet", "inat21", "places365", "glc20"))
 
 
 def register_reader(name: str, *, splits: Sequence[str], options: Type, summary: str = ""):
     def wrap(read: ReadFn) -> ReadFn:
-        if name in READERS:
-            raise KeyError(f"reader {name!r} registered twice")
-        READERS[name] = ReaderSpec(name, tuple(splits), options, read, summary or (read.__doc__ or "").split("\n")[0])
+        READERS.register(name, ReaderSpec(name, tuple(splits), options, read,
+                                          summary or (read.__doc__ or "").split("\n")[0]))
         return read
     return wrap
 
 
-def load_readers() -> Dict[str, ReaderSpec]:
-    for mod in _BUILTIN:
-        try:
-            importlib.import_module(f"{__package__}.readers.{mod}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__package__}.readers.{mod}":
-                raise
-    return READERS
+def load_readers() -> Registry[ReaderSpec]:
+    return READERS.load()
 
 
 def get_reader(name: str) -> ReaderSpec:
-    load_readers()
-    if name not in READERS:
-        close = difflib.get_close_matches(name, READERS, n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise WriterError(f"unknown dataset '{name}'{hint} (known: {', '.join(sorted(READERS))})")
-    return READERS[name]
+    """The reader of dataset ``name``; an unknown one is a one-line ``WriterError`` with the closest name."""
+    return READERS.lookup(name)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Tuple
 
 from .errors import ConfigError
+from .registry import Registry
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -68,8 +69,7 @@ class OptimConfig:
     min_lr: float = 0.0
 
     def validate(self) -> None:
-        if self.name not in OPTIMIZERS:
-            raise ConfigError(f"unknown optimizer '{self.name}' (optim.name); known: {', '.join(sorted(OPTIMIZERS))}")
+        OPTIMIZERS.check(self.name)
         if self.lr_scaling not in _SCALINGS:
             raise ConfigError(f"config key 'optim.lr_scaling' must be one of {', '.join(_SCALINGS)}, "
                               f"got {self.lr_scaling!r}")
@@ -112,17 +112,12 @@ def param_groups(model: "nn.Module", weight_decay: float) -> List[Dict[str, Any]
 
 
 OptimizerBuilder = Callable[[List[Dict[str, Any]], OptimConfig, float], "torch.optim.Optimizer"]
-OPTIMIZERS: Dict[str, OptimizerBuilder] = {}
+OPTIMIZERS: Registry[OptimizerBuilder] = Registry("optimizer", error=ConfigError, key="optim.name")
 
 
 def register_optimizer(name: str) -> Callable[[OptimizerBuilder], OptimizerBuilder]:
     """Decorator: ``@register_optimizer("lars")`` on a ``(groups, cfg, lr) -> Optimizer`` function."""
-    def wrap(fn: OptimizerBuilder) -> OptimizerBuilder:
-        if name in OPTIMIZERS:
-            raise KeyError(f"optimizer {name!r} registered twice")
-        OPTIMIZERS[name] = fn
-        return fn
-    return wrap
+    return OPTIMIZERS.register(name)
 
 
 def _strip_lars_keys(groups: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -164,7 +159,7 @@ def build_optimizer(model: "nn.Module", cfg: OptimConfig, batch_size: int) -> "t
     groups = param_groups(model, cfg.weight_decay)
     if not groups:
         raise ValueError("the model has no trainable parameters")
-    return OPTIMIZERS[cfg.name](groups, cfg, scaled_lr(cfg, batch_size))
+    return OPTIMIZERS.lookup(cfg.name)(groups, cfg, scaled_lr(cfg, batch_size))
 
 
 def lr_schedule(step: int, total_steps: int, warmup_steps: int, base_lr: float, min_lr: float = 0.0) -> float:

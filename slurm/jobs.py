@@ -162,12 +162,9 @@ def _backbone_file(spec: str) -> str:
 def _eval_io(args: Tuple[str, ...], config: str, eval_kind: str) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
     from ffcv_ssl.config import load_config
     from dataset_writers.subsets import budget_name, parse_budget
-    from ffcv_ssl.evaluation.config import KINDS, EvalConfig
+    from ffcv_ssl.evaluation.config import EVALUATIONS, EvalConfig
 
-    if eval_kind not in KINDS:
-        from ffcv_ssl.errors import UserError
-
-        raise UserError(f"eval_kind {eval_kind!r} must be one of {', '.join(KINDS)}")
+    EVALUATIONS.check(eval_kind, key="eval_kind")
     cfg = load_config(EvalConfig, config or None, args)
     inputs = [cfg.train, cfg.test]
     if eval_kind != "scratch":

@@ -18,7 +18,8 @@ REPO = Path(__file__).resolve().parents[1]
 LAYERS: List[tuple[str, List[str]]] = [
     ("foundation", ["ffcv_ssl", "ffcv_ssl._version", "ffcv_ssl._ffcv_import", "ffcv_ssl.errors", "ffcv_ssl.console",
                     "ffcv_ssl.files", "ffcv_ssl.paths", "ffcv_ssl.config", "ffcv_ssl.runtime",
-                    "ffcv_ssl.distributed", "ffcv_ssl.data", "ffcv_ssl.util", "dataset_writers.errors"]),
+                    "ffcv_ssl.distributed", "ffcv_ssl.data", "ffcv_ssl.util", "ffcv_ssl.registry",
+                    "dataset_writers.errors"]),
     ("readers", ["dataset_writers.readers", "dataset_writers.registry", "dataset_writers.records",
                  "dataset_writers.images"]),
     ("subsets/corruptions", ["dataset_writers.subsets", "dataset_writers.corruptions", "dataset_writers.manifest"]),

@@ -6,12 +6,13 @@ corruption and the parameter, before any image is read.
 """
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Callable, ClassVar, Dict, Iterable, Optional, Tuple, Type, get_type_hints
 
 import numpy as np
+
+from ffcv_ssl.registry import Registry, suggest
 
 from ..errors import WriterError
 
@@ -115,7 +116,7 @@ class CorruptionInfo:
             yield f.name, hints[f.name], default, f.metadata.get("doc", "")
 
 
-CORRUPTIONS: Dict[str, CorruptionInfo] = {}
+CORRUPTIONS: Registry[CorruptionInfo] = Registry("corruption", error=WriterError)
 
 
 def register_corruption(name: str, *, params: Type[Params], kind: str = "pixel", group: str, summary: str = ""):
@@ -124,27 +125,17 @@ def register_corruption(name: str, *, params: Type[Params], kind: str = "pixel",
         raise ValueError(f"corruption kind {kind!r} is not one of {KINDS}")
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
-        if name in CORRUPTIONS:
-            raise KeyError(f"corruption {name!r} registered twice")
-        params.corruption = name
         text = summary or (fn.__doc__ or "").strip().split("\n")[0]
-        CORRUPTIONS[name] = CorruptionInfo(name, fn, params, kind, group, text)
+        CORRUPTIONS.register(name, CorruptionInfo(name, fn, params, kind, group, text))
+        params.corruption = name
         return fn
     return wrap
 
 
-def suggest(name: str, known: Iterable[str]) -> str:
-    """``"; did you mean 'x'?"`` for the closest of ``known`` (case-insensitive, prefixes count), or ``""``."""
-    known = list(known)
-    lower = name.lower()
-    close = [k for k in known if k.lower() == lower or (len(lower) >= 1 and k.lower().startswith(lower))]
-    close = close or difflib.get_close_matches(lower, known, n=1, cutoff=0.5)
-    return f"; did you mean '{close[0]}'?" if close else ""
+__all__ = ["CORRUPTIONS", "CorruptionInfo", "Params", "format_value", "get_corruption", "param",
+           "register_corruption", "suggest"]
 
 
 def get_corruption(name: str) -> CorruptionInfo:
     """The registered corruption ``name``; an unknown one is a one-line error with the closest known name."""
-    if name not in CORRUPTIONS:
-        raise WriterError(f"unknown corruption '{name}'{suggest(name, CORRUPTIONS)} "
-                          f"(known: {', '.join(sorted(CORRUPTIONS))})")
-    return CORRUPTIONS[name]
+    return CORRUPTIONS.lookup(name)

@@ -6,10 +6,11 @@ defines ``add_arguments(parser)``. Timing never appears in tests: these machines
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from dataclasses import dataclass
-from typing import Callable, Dict
+from typing import Callable
+
+from ..registry import Registry
 
 _MODULES = ("write", "loader", "train")
 
@@ -24,23 +25,16 @@ class Bench:
         sys.modules[self.run.__module__].add_arguments(parser)  # type: ignore[attr-defined]
 
 
-BENCHES: Dict[str, Bench] = {}
+BENCHES: Registry[Bench] = Registry("bench", package=__name__, builtins=_MODULES)
 
 
 def register_bench(name: str, help: str):
     def wrap(run: Callable[[argparse.Namespace], int]):
-        if name in BENCHES:
-            raise KeyError(f"bench {name!r} registered twice")
-        BENCHES[name] = Bench(name, help, run)
+        BENCHES.register(name, Bench(name, help, run))
         return run
     return wrap
 
 
-def load_benches() -> Dict[str, Bench]:
-    for mod in _MODULES:
-        try:
-            importlib.import_module(f"{__name__}.{mod}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{mod}":
-                raise
-    return BENCHES
+def load_benches() -> Registry[Bench]:
+    """Every benchmark, in ``_MODULES`` order; a module that fails to import raises."""
+    return BENCHES.load()

@@ -6,10 +6,11 @@ so that ``ffcv-ssl --help`` answers in well under a second.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from dataclasses import dataclass
-from typing import Callable, Dict
+from typing import Callable
+
+from ..registry import Registry
 
 # Order of the workflow, which is also the order of ``ffcv-ssl --help``.
 _MODULES = ("write", "inspect", "pretrain", "eval", "submit", "rehearse", "report", "bench", "demo")
@@ -27,23 +28,17 @@ class Command:
         sys.modules[self.run.__module__].add_arguments(parser)  # type: ignore[attr-defined]
 
 
-COMMANDS: Dict[str, Command] = {}
+COMMANDS: Registry[Command] = Registry("command", package=__name__, builtins=_MODULES)
 
 
 def register_command(name: str, help: str, description: str = ""):
     """Decorator for a module-level ``run(args)``; ``add_arguments`` is looked up in the same module."""
     def wrap(run: Callable[[argparse.Namespace], int]):
-        if name in COMMANDS:
-            raise KeyError(f"command {name!r} registered twice")
-        COMMANDS[name] = Command(name, help, run, description)
+        COMMANDS.register(name, Command(name, help, run, description))
         return run
     return wrap
 
 
 def load_commands() -> None:
-    for mod in _MODULES:
-        try:
-            importlib.import_module(f"{__name__}.{mod}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{mod}":
-                raise
+    """Import every command module (in ``_MODULES`` order); one that fails to import raises."""
+    COMMANDS.load()

@@ -3,13 +3,11 @@ import argparse
 
 from . import register_command
 
-KIND_HELP = ("linear (cached features, L-BFGS probe), knn (k=20 cosine), hierarchical (probe at the finest level, "
-             "top-1 per level), concat (two representations side by side), finetune, scratch (supervised from "
-             "scratch on the budget), reference_linear (frozen backbone, augmented SGD: the slow reference)")
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("kind", help=KIND_HELP)
+    from ..evaluation.config import KIND_HELP
+
+    p.add_argument("kind", help=", ".join(f"{kind} ({text})" for kind, text in KIND_HELP.items()))
     p.add_argument("config", nargs="?", help="optional YAML of EvalConfig values (ffcv_ssl/evaluation/config.py)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="e.g. checkpoint=runs/simclr train=data/inat21_train.beton test=data/inat21_val.beton "

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import fields
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, List, Optional
 
 import numpy as np
 import torch
@@ -17,18 +17,15 @@ import torch
 from ..errors import UserError
 from ..results import EvalInfo, PretrainInfo, Results, write_results
 from ..backbones import BackboneSource, resolve_backbone
-from .config import KINDS, EvalConfig
+from .config import EVALUATIONS, EvalConfig
 from .label_space import LabelSpace, check_label_space
 
 Evaluation = Callable[[EvalConfig, Optional[BackboneSource], LabelSpace], List[Path]]
-EVALUATIONS: Dict[str, Evaluation] = {}
 
 
-def register_evaluation(name: str):
-    def wrap(fn: Evaluation) -> Evaluation:
-        EVALUATIONS[name] = fn
-        return fn
-    return wrap
+def register_evaluation(name: str) -> Callable[[Evaluation], Evaluation]:
+    """``@register_evaluation("knn")``: the kind must also be declared in ``config.KIND_HELP`` (its help line)."""
+    return EVALUATIONS.register(name)
 
 
 def _device(cfg: EvalConfig) -> torch.device:
@@ -66,9 +63,9 @@ def extract_features(source: BackboneSource, beton: str, cfg: EvalConfig):
     info = beton_info(beton)
     beton_sha = info.sha256
     if not beton_sha:
-        from dataset_writers.beton import sha256_file
+        from ..util import file_sha256
 
-        beton_sha = sha256_file(Path(beton))
+        beton_sha = file_sha256(beton)
     pipeline = {"kind": "eval", "crop": "center", "size": cfg.eval_size, "center_ratio": cfg.eval_center_ratio}
     tag = pipeline_tag(pipeline)
     cached = find_cache(cfg.cache_dir, source.sha256, beton_sha, tag)
@@ -296,12 +293,7 @@ def run_eval(kind: str, cfg: EvalConfig) -> List[Path]:
     """Validate everything that can be checked cheaply, then run evaluation ``kind``."""
     from ..loading.info import beton_info
 
-    if kind not in EVALUATIONS:
-        import difflib
-
-        close = difflib.get_close_matches(kind, KINDS, n=1)
-        raise UserError(f"unknown evaluation '{kind}'" + (f"; did you mean '{close[0]}'?" if close else "")
-                        + f" (known: {', '.join(KINDS)})")
+    EVALUATIONS.check(kind)
     train, test = beton_info(cfg.train), beton_info(cfg.test)       # missing betons: one line, before any work
     space = check_label_space(train, test, cfg.cross_dataset)         # another dataset's labels: one line
     for name, info in (("train", train), ("test", test)):
@@ -312,4 +304,4 @@ def run_eval(kind: str, cfg: EvalConfig) -> List[Path]:
     if kind != "scratch" and not cfg.checkpoint:
         raise UserError(f"kind {kind} needs checkpoint=RUN_DIR, checkpoint=PATH/backbone.pth or checkpoint=random")
     source = None if kind == "scratch" else resolve_backbone(cfg.checkpoint, cfg.arch, cfg.seed)
-    return EVALUATIONS[kind](cfg, source, space)
+    return EVALUATIONS.lookup(kind)(cfg, source, space)

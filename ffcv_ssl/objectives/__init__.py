@@ -13,12 +13,11 @@ the built-in objectives are imported on first use of ``OBJECTIVES`` or ``build_o
 """
 from __future__ import annotations
 
-import difflib
-import importlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Dict, Type
+from typing import TYPE_CHECKING, Any, Callable, Type
 
 from ..errors import ConfigError, UserError
+from ..registry import Registry
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -29,8 +28,8 @@ __all__ = [
 ]
 
 # name -> module that registers it; imported lazily so that configs validate without importing torch.
-_BUILTINS: Dict[str, str] = {"simclr": "simclr", "supervised": "supervised", "byol": "byol", "moco": "moco"}
-_REGISTRY: Dict[str, type] = {}
+_REGISTRY: Registry[type] = Registry("objective", package=__name__, error=ConfigError, key="objective.name",
+                                     builtins=("simclr", "supervised", "byol", "moco"))
 
 
 def _check_range(key: str, value: float, lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False) -> None:
@@ -197,17 +196,12 @@ class ObjectiveConfig:
 
 def known_objectives() -> list[str]:
     """Names accepted by ``objective.name`` (built-ins and anything registered since), without importing torch."""
-    return sorted(set(_BUILTINS) | set(_REGISTRY))
+    return _REGISTRY.names()
 
 
 def check_objective_name(name: str) -> None:
     """Raise a one-line ``ConfigError`` naming the closest valid objective when ``name`` is unknown."""
-    known = known_objectives()
-    if name in known:
-        return
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
-    raise ConfigError(f"unknown objective '{name}' (objective.name); known: {', '.join(known)}{hint}")
+    _REGISTRY.check(name)
 
 
 def register_objective(name: str) -> Callable[[type], type]:
@@ -216,18 +210,11 @@ def register_objective(name: str) -> Callable[[type], type]:
     The class is constructed as ``cls(backbone, params, num_classes)`` where ``params`` is
     ``getattr(objective_config, name)``: a new objective adds its typed section to ``ObjectiveConfig``.
     """
-    def wrap(cls: type) -> type:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise KeyError(f"objective {name!r} is already registered by {_REGISTRY[name].__module__}")
-        _REGISTRY[name] = cls
-        return cls
-    return wrap
+    return _REGISTRY.register(name)
 
 
-def _load_builtins() -> Dict[str, type]:
-    for module in _BUILTINS.values():
-        importlib.import_module(f"{__name__}.{module}")
-    return _REGISTRY
+def _load_builtins() -> Registry[type]:
+    return _REGISTRY.load()
 
 
 def __getattr__(name: str) -> Any:
