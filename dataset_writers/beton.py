@@ -10,7 +10,6 @@ byte-identical output for any worker count, prompt failure, and skips.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import deque
 from contextlib import contextmanager
@@ -25,6 +24,8 @@ import multiprocessing as mp
 import numpy as np
 from ffcv.fields.base import Field
 from ffcv.types import ALLOC_TABLE_TYPE, CURRENT_VERSION, TYPE_ID_HANDLER, FieldDescType, HeaderType, get_metadata_type
+
+from ffcv_ssl.util import file_sha256
 
 from .beton_check import open_beton
 from .errors import ImageError, WriterError
@@ -332,15 +333,7 @@ def _terminate(pool: ProcessPoolExecutor) -> None:
             proc.terminate()
 
 
-def sha256_file(path: Path, bufsize: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fp:
-        while True:
-            block = fp.read(bufsize)
-            if not block:
-                break
-            h.update(block)
-    return h.hexdigest()
+sha256_file = file_sha256      # the writers' name for the one implementation (manifests, pool parts, inspect)
 
 
 def verify_beton(path: Path, expected_samples: Optional[int] = None) -> int:

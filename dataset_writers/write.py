@@ -18,6 +18,7 @@ import numpy as np
 from ffcv.fields import IntField, NDArrayField, RGBImageField
 
 from ffcv_ssl.console import progress_bar
+from ffcv_ssl.util import cpu_budget
 
 from .beton import DEFAULT_PAGE_SIZE, EncodeJob, OrderedBetonFile, encode_in_order, sha256_file, verify_beton
 from .errors import WriterError
@@ -118,7 +119,7 @@ def beton_fields(index: SplitIndex, image: ImageOptions) -> Dict[str, Any]:
 
 def default_workers() -> int:
     """One writer process per CPU this process may use (the affinity mask, not the host's count)."""
-    return max(1, len(os.sched_getaffinity(0)))
+    return cpu_budget()
 
 
 FAIL_LOOKAHEAD = 1000   # --on-error fail: images checked after the first bad one, to say how many more there are

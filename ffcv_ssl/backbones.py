@@ -73,7 +73,7 @@ def resolve_backbone(spec: str, arch: str = "", seed: int = 0) -> BackboneSource
         raise UserError(f"{path}: no {meta_file.name} beside it to tell the architecture; pass arch=NAME")
     check_arch(arch)
     check_backbone_file(path, arch)
-    from .checkpoint import file_sha256
+    from .util import file_sha256
 
     pretrain = dict(meta.get("pretrain") or {})
     pretrain.setdefault("arch", arch)

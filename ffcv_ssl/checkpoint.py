@@ -13,7 +13,6 @@ from another architecture could load silently half-empty: ``load_backbone`` chec
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import random
@@ -27,6 +26,7 @@ from torch import nn
 
 from .errors import UserError
 from .files import atomic_write, atomic_write_text
+from .util import file_sha256
 
 __all__ = [
     "CHECKPOINT_FORMAT", "capture_rng", "gather_rng", "restore_rng", "save_checkpoint", "load_checkpoint",
@@ -316,15 +316,6 @@ def _compare(state: Mapping[str, torch.Tensor], arch: str, what: str) -> None:
         raise UserError(f"{what} does not match timm '{arch}' ({len(missing)} missing, {len(unexpected)} "
                         f"unexpected, {len(wrong)} mis-shaped tensors, e.g. '{sample}'); use the arch it was "
                         "trained with")
-
-
-def file_sha256(path: PathLike, chunk: int = 1 << 20) -> str:
-    """sha256 of a file (the identity under which evaluation caches features of an exported backbone)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def export_backbone(backbone: nn.Module, path: PathLike, arch: str, extra: Optional[Dict[str, Any]] = None) -> Path:

@@ -17,7 +17,3 @@ def configure_numba() -> str:
         numba.config.THREADING_LAYER = "threadsafe"
     return str(numba.config.THREADING_LAYER)
 
-
-def cpu_budget() -> int:
-    """CPUs this process may use: the affinity mask (SLURM/cgroups), never the host's core count."""
-    return max(1, len(os.sched_getaffinity(0)))

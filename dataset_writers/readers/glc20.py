@@ -17,13 +17,14 @@ so this reader (unlike the others) reads one small array per observation while i
 from __future__ import annotations
 
 import csv
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from ffcv_ssl.util import cpu_budget
 
 from ..errors import ImageError, WriterError
 from ..images import open_rgb
@@ -360,7 +361,7 @@ def read_glc20(root: Optional[Path], split: str, opts: GLC20Options) -> SplitInd
     else:
         todo = np.flatnonzero(keep)
         sub = GLC20Patches([bases[i] for i in todo], kind)
-        results = _landcover_labels(sub, opts.label_rule, opts.label_workers or max(1, len(os.sched_getaffinity(0))))
+        results = _landcover_labels(sub, opts.label_rule, opts.label_workers or cpu_budget())
         for i, res in zip(todo, results):
             if isinstance(res, ImageError):
                 problems.add(res.path, res.reason)

@@ -94,7 +94,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def resolve_settings(args: argparse.Namespace) -> Settings:
     """Defaults (full or ``--quick``) for unset options, then a check of every value before any work."""
-    from ..runtime import cpu_budget
+    from ..util import cpu_budget
 
     quick = bool(getattr(args, "quick", False))
     def given(value, default):
@@ -328,7 +328,9 @@ def _machine(settings: Settings) -> Dict:
             versions[mod] = __import__(mod).__version__
         except (ImportError, AttributeError):
             versions[mod] = None
-    return {"cpu": model, "cpus_in_affinity_mask": len(os.sched_getaffinity(0)), "os_cpus": os.cpu_count(),
+    from ..util import cpu_budget
+
+    return {"cpu": model, "cpus_in_affinity_mask": cpu_budget(), "os_cpus": os.cpu_count(),
             "python": platform.python_version(), "versions": versions}
 
 

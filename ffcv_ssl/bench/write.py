@@ -172,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..console import console
     from ..errors import UserError
-    from ..runtime import cpu_budget
+    from ..util import cpu_budget
 
     workers = args.workers or cpu_budget()
     sizes = [int(s) for s in str(args.rss_sizes).split(",") if s.strip() and int(s) > 0]

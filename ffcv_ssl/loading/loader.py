@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from ..runtime import configure_numba, cpu_budget
+from ..runtime import configure_numba
+from ..util import cpu_budget
 from .config import DataConfig, ViewConfig
 from .finish import ViewFinisher
 
