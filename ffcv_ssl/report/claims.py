@@ -214,14 +214,17 @@ def _supervised_beats_ssl(groups: List[MethodGroup]) -> List[Instance]:
     out = []
     for g in groups:
         for b in reversed(g.budgets):
-            ref = g.cells.get(SCRATCH, {}).get(b) or g.cells.get("supervised", {}).get(b)
+            scratch = g.cells.get(SCRATCH, {}).get(b)
+            ref = scratch or g.cells.get("supervised", {}).get(b)
+            what = "" if scratch else ", supervised probe: no scratch run"
             ssl = [(m, g.cells[m][b]) for m in SSL_METHODS if b in g.cells.get(m, {})
                    and g.cells[m][b].top1 is not None]
             if ref is None or ref.top1 is None or not ssl:
                 continue
             for m, other in ssl:
                 out.append(Instance(f"{method_name(m)} {dataset_name(g.dataset)} {size_name(g.size)} "
-                                    f"({budget_name(b)} labels)", ref.top1 > other.top1, _vs(ref.top1, other.top1)))
+                                    f"({budget_name(b)} labels{what})", ref.top1 > other.top1,
+                                    _vs(ref.top1, other.top1)))
             break
     return out
 
@@ -320,7 +323,9 @@ def _concat_supervised(rows: List[ConcatRow]) -> List[Instance]:
 
 # ---------------------------------------------------------------- Fig. 4
 def _setting_label(s: QualitySetting) -> str:
-    return f"{dataset_name(s.dataset)} {size_name(s.size)} -> {dataset_name(s.eval_dataset)}"
+    kind = "" if s.kind == "linear" else f", {s.kind}"
+    return (f"{dataset_name(s.dataset)} {size_name(s.size)} -> {dataset_name(s.eval_dataset)}, "
+            f"{budget_name(s.budget)} labels{kind}")
 
 
 def simclr_deltas(s: QualitySetting) -> List[Tuple[str, float]]:
