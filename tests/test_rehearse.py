@@ -103,6 +103,19 @@ def test_a_pack_runs_every_member_and_reports_each_failure_by_name(tmp_path):
     assert not (tmp_path / "b.beton").exists()
 
 
+def test_summary_table_keeps_job_names_with_brackets():
+    """Job names are ``stage[var=value,...]``: printed through rich, they must not be eaten as markup."""
+    from rich.console import Console
+
+    from ffcv_ssl.rehearse.run import SweepOutcome, summary_table
+
+    o = SweepOutcome("quantity", jobs=3, failed=["FAILED finetune[dataset=inat21,size=50000]: boom"],
+                     error="plan failed at scratch[dataset=inat21]")
+    con = Console(record=True, width=200)
+    con.print(summary_table([o]))
+    assert "scratch[dataset=inat21]" in con.export_text()
+
+
 # ------------------------------------------------------------------------------------------------ fixtures
 
 def test_fixtures_have_the_label_structure_that_breaks_things(fixtures_root, tmp_path):
@@ -124,7 +137,7 @@ def test_fixtures_have_the_label_structure_that_breaks_things(fixtures_root, tmp
     for key in m:
         assert m[key]["num_classes"] >= 100, key
     top = m["inat21", "train"]["num_classes"] - 1
-    from fixtures.datasets import read_beton  # noqa: E402 - tests/ is on sys.path
+    from fixtures.datasets import read_beton     # tests/ is on sys.path
 
     train = read_beton(tmp_path / "inat21_train.beton", image=False)
     val = read_beton(tmp_path / "inat21_val.beton", image=False)

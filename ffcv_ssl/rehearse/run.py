@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from rich.markup import escape
+
 from ..console import console
 from ..errors import UserError
 from ..files import atomic_write_text
@@ -118,8 +120,8 @@ def rehearse(sweeps: Sequence[str] = STUDY_SWEEPS, out: Path = Path("runs/rehear
                                partition=partition, max_parallel=parallel, pack=pack)
             outcome.submitted, outcome.skipped = result.submitted, result.skipped
             outcome.failed = [f"{o.state} {o.job}: {o.detail}" for o in result.failed]
-            for line in outcome.failed:
-                console.print(f"[red]{line}[/]", soft_wrap=True)
+            for line in outcome.failed:                  # job names hold [...]: not rich markup
+                console.print(f"[red]{escape(line)}[/]", soft_wrap=True)
             try:
                 outcome.report = report_sweep(sweep.name, stages, out / "reports" / sweep.name, profile, spec, outcome)
             except Exception as exc:  # noqa: BLE001 - a report defect is a finding of the rehearsal, not a crash
@@ -127,7 +129,7 @@ def rehearse(sweeps: Sequence[str] = STUDY_SWEEPS, out: Path = Path("runs/rehear
                 outcome.error = f"report failed: {type(exc).__name__}: {exc}"
         except UserError as exc:
             outcome.error = str(exc)
-            console.print(f"[red]{sweep_label(path)}[/]: {exc}", soft_wrap=True)
+            console.print(f"[red]{sweep_label(path)}[/]: {escape(str(exc))}", soft_wrap=True)
         outcome.seconds = time.perf_counter() - start
         outcomes.append(outcome)
     write_summary(out, outcomes, cluster)
@@ -225,7 +227,7 @@ def summary_table(outcomes: Sequence[SweepOutcome]):
         style = "red" if not o.ok else ("yellow" if o.paper_cells_covered < o.paper_cells else "")
         table.add_row(o.name, str(o.jobs), str(o.submitted), str(o.skipped), failed, f"{o.seconds:.0f}",
                       f"{o.paper_cells_covered}/{o.paper_cells}" if o.paper_cells else "-",
-                      str(o.report) if o.report else (o.error[:80] or "-"), style=style)
+                      escape(str(o.report) if o.report else (o.error[:80] or "-")), style=style)
     return table
 
 
