@@ -10,7 +10,16 @@ from .manifest import manifest_path, read_manifest
 from .records import SplitIndex
 from .registry import READERS, get_reader, register_reader
 from .subsets import nested_subset
-from .write import ImageOptions, write_split
 
 __all__ = ["ImageError", "WriterError", "manifest_path", "read_manifest", "SplitIndex", "READERS", "get_reader",
            "register_reader", "nested_subset", "ImageOptions", "write_split"]
+
+
+def __getattr__(name: str):
+    """``ImageOptions`` and ``write_split`` on first use (PEP 562): the writer imports cv2 and ffcv, which the
+    light modules (corruption specs, manifests, subsets: read by the report) must not pull in."""
+    if name in ("ImageOptions", "write_split"):
+        from . import write
+
+        return getattr(write, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,7 +10,6 @@ import io
 from dataclasses import dataclass
 from typing import Tuple
 
-import cv2
 import numpy as np
 from PIL import Image
 
@@ -171,6 +170,8 @@ def gaussian_blur(image: np.ndarray, params: GaussianBlurParams, rng: np.random.
     if params.sigma == 0:
         return image.copy()
     k = 2 * gaussian_radius(params.sigma) + 1
+    import cv2      # here, not at module level: the spec parser (and the report) load this module without cv2
+
     out = cv2.GaussianBlur(image.astype(np.float32), (k, k), sigmaX=params.sigma, sigmaY=params.sigma,
                            borderType=cv2.BORDER_REFLECT)
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .collect import BackboneKey, Cell, CellKey, Collection
 from .names import by_count, dataset_order
@@ -259,41 +259,34 @@ def select_table3(col: Collection, paper: PaperBook) -> List[ConcatRow]:
 
 
 # ---------------------------------------------------------------- Fig. 4: quality
-Step = Tuple[str, Dict[str, str]]
-
-# The writer's presets for the paper's five conditions (dataset_writers/corruptions/spec.py), by the
-# parameters that decide the condition; their other parameters do not matter here.
-PRESET_STEPS = {"paper_salt_pepper": "salt_pepper", "paper_jpeg": "jpeg", "paper_resize": "resize",
-                "paper_downsample2x": "downsample:factor=2", "paper_downsample4x": "downsample:factor=4"}
+Step = Tuple[str, Dict[str, Any]]
 
 
 def corruption_steps(text: str) -> List[Step]:
     """``resize:size=256+downsample:factor=4,size=256`` -> [(resize, {size: 256}), (downsample, {...})].
 
-    Canonical corruption text is ``name:k=v,k=v`` per step, steps joined by ``+``; ``none`` is no step.
+    Parsed by the writers' own spec parser (presets expand, defaults fill in), so the report reads a
+    corruption exactly as it was written. Text that parser rejects (a corruption this version does not
+    know) is one opaque step: it maps to no paper condition instead of failing the report.
     """
-    steps = []
-    for part in (p.strip() for p in text.split("+")):
-        if part in ("", "none"):
-            continue
-        name, _, params = PRESET_STEPS.get(part, part).partition(":")
-        args = {}
-        for item in filter(None, params.split(",")):
-            k, _, v = item.partition("=")
-            args[k.strip()] = v.strip()
-        steps.append((name.strip(), args))
-    return steps
+    from dataset_writers.corruptions.spec import parse_corruptions
+    from dataset_writers.errors import WriterError
 
-
-def corruption_factor(params: Dict[str, str]) -> Optional[float]:
+    if text.strip() in ("", "none"):
+        return []
     try:
-        return float(params.get("factor", ""))
-    except ValueError:
-        return None
+        return [(spec.name, spec.params.as_dict()) for spec in parse_corruptions(text)]
+    except WriterError:
+        return [(text.strip(), {})]
+
+
+def corruption_factor(params: Dict[str, Any]) -> Optional[float]:
+    factor = params.get("factor")
+    return None if factor is None else float(factor)
 
 
 # Our corruption names -> the paper's condition (Fig. 4); a registry, so a new corruption maps in one line.
-CONDITIONS: Dict[str, Callable[[Dict[str, str]], Optional[str]]] = {
+CONDITIONS: Dict[str, Callable[[Dict[str, Any]], Optional[str]]] = {
     "salt_pepper": lambda p: "salt_pepper",
     "jpeg": lambda p: "jpeg",
     "resize": lambda p: "resize",
