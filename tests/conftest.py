@@ -11,10 +11,28 @@ os.environ.setdefault("FFCV_SSL_NO_PROGRESS", "1")
 pytest_plugins = ["slurm_support"]  # SLURM session fixture + slurm_executor (tests/slurm_support.py)
 
 
+_NUMBA_SEED = []     # the compiled seeding function, built once per session
+
+
+def _seed_numba(seed: int) -> None:
+    """Seed numba's own ``np.random`` state of this thread: only compiled code can (numba keeps a separate
+    generator that ``np.random.seed`` in Python never reaches). ``prange`` worker threads keep their own states."""
+    if not _NUMBA_SEED:
+        from numba import njit
+
+        @njit(cache=False)
+        def seed_in_numba(value):
+            np.random.seed(value)
+
+        _NUMBA_SEED.append(seed_in_numba)
+    _NUMBA_SEED[0](seed)
+
+
 @pytest.fixture(autouse=True)
 def seeded():
-    """Seed numpy, torch and numba's own RNG (numba keeps per-thread state that Python's seed never reaches)."""
+    """Seed numpy, torch and numba's own RNG (see ``_seed_numba``) before every test."""
     np.random.seed(0)
+    _seed_numba(0)
     try:
         import torch
 
