@@ -2,8 +2,8 @@
 
 Keys are built from (seed, epoch, sample id, view, draw index), so an augmentation depends on nothing
 else: not on batch composition, worker count, thread scheduling, or which process of a DDP job loads
-the sample. numba's own ``np.random`` keeps per-thread state that Python seeding never reaches
-(style.md B0.1); this avoids it entirely. SplitMix64 finaliser (Steele et al., 2014).
+the sample. numba's own ``np.random`` keeps per-thread state that Python seeding never reaches;
+this avoids it entirely. SplitMix64 finaliser (Steele et al., 2014).
 """
 import numpy as np
 from numba import njit
@@ -34,8 +34,3 @@ def uniform(key, counter):
     """The ``counter``-th U[0, 1) double of stream ``key``."""
     z = mix64(np.uint64(key) + (np.uint64(counter) + np.uint64(1)) * _GOLDEN)
     return np.float64(z >> np.uint64(11)) * _INV53
-
-
-@njit(cache=True, inline="always")
-def uniform_range(key, counter, lo, hi):
-    return lo + (hi - lo) * uniform(key, counter)
