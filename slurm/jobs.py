@@ -162,7 +162,8 @@ def _backbone_file(spec: str) -> str:
 def _eval_io(args: Tuple[str, ...], config: str, eval_kind: str) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
     from ffcv_ssl.config import load_config
     from dataset_writers.subsets import budget_name, parse_budget
-    from ffcv_ssl.evaluation.config import EVALUATIONS, EvalConfig
+    from ffcv_ssl.evaluation.config import EvalConfig
+    from ffcv_ssl.evaluation.kinds import EVALUATIONS
 
     EVALUATIONS.check(eval_kind, key="eval_kind")
     cfg = load_config(EvalConfig, config or None, args)

@@ -104,7 +104,7 @@ def test_unknown_name_lists_known_ones_and_the_closest():
 
 def test_unknown_real_names_are_one_line_with_known_ones():
     from dataset_writers.registry import get_reader
-    from ffcv_ssl.evaluation.config import EVALUATIONS, KINDS
+    from ffcv_ssl.evaluation.kinds import EVALUATIONS, KINDS
 
     with pytest.raises(UserError) as err:
         get_reader("imagenett")
@@ -118,7 +118,7 @@ def test_unknown_real_names_are_one_line_with_known_ones():
 
 def test_evaluation_kinds_come_from_the_registry():
     """The kinds the config, the sweeps and the CLI accept are exactly the evaluations ``run_eval`` can run."""
-    from ffcv_ssl.evaluation.config import EVALUATIONS, KINDS
+    from ffcv_ssl.evaluation.kinds import EVALUATIONS, KINDS
     from ffcv_ssl.evaluation import runner
 
     assert set(KINDS) == set(EVALUATIONS) == {"linear", "knn", "hierarchical", "concat", "finetune", "scratch",
@@ -132,3 +132,20 @@ def test_names_do_not_import_builtins(tmp_path, monkeypatch):
     assert reg.names() == ["x"]
     reg.check("x")                                # a declared name validates without importing its module
     assert "regpkg_never_made" not in sys.modules
+
+
+def test_cli_help_lists_eval_kinds_without_heavy_imports():
+    """The eval kinds shown by ``ffcv-ssl eval --help`` come from the registry's declaration, which must stay
+    light: building the parser imports none of torch, ffcv, cv2 (an eager import there costs seconds)."""
+    proc = _run("""
+        import sys
+        from ffcv_ssl.cli import build_parser
+        from ffcv_ssl.evaluation.kinds import KINDS
+        parser = build_parser()
+        sub = next(a for a in parser._actions if a.dest == 'command').choices['eval']
+        kind_help = next(a for a in sub._actions if a.dest == 'kind').help
+        assert all(k in kind_help for k in KINDS), kind_help
+        print(sorted(m for m in ('torch', 'ffcv', 'cv2', 'numba') if m in sys.modules))
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

@@ -5,7 +5,7 @@ from . import register_command
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..evaluation.config import KIND_HELP
+    from ..evaluation.kinds import KIND_HELP
 
     p.add_argument("kind", help=", ".join(f"{kind} ({text})" for kind, text in KIND_HELP.items()))
     p.add_argument("config", nargs="?", help="optional YAML of EvalConfig values (ffcv_ssl/evaluation/config.py)")

@@ -4,25 +4,9 @@ from typing import List
 
 from omegaconf import MISSING
 
-from ..errors import ConfigError, UserError
+from ..errors import ConfigError
 from ..loading.config import DataConfig, ViewConfig, supervised_view
 from ..optim import OptimConfig
-from ..registry import Registry
-
-# The one list of evaluation kinds: kind -> what it does (``ffcv-ssl eval --help``). ``runner.py`` registers
-# each one into ``EVALUATIONS``; the config, the CLI and the sweeps take their kinds from here (no torch import).
-KIND_HELP = {
-    "linear": "cached features, L-BFGS probe",
-    "knn": "k=20 cosine",
-    "hierarchical": "probe at the finest level, top-1 per level",
-    "concat": "two representations side by side",
-    "finetune": "fine-tune the backbone on the budget",
-    "scratch": "supervised from scratch on the budget",
-    "reference_linear": "frozen backbone, augmented SGD: the slow reference",
-}
-EVALUATIONS: Registry = Registry("evaluation", package=__package__, error=UserError,
-                                 builtins={kind: "runner" for kind in KIND_HELP})
-KINDS = tuple(KIND_HELP)
 
 
 @dataclass

@@ -17,14 +17,15 @@ import torch
 from ..errors import UserError
 from ..results import EvalInfo, PretrainInfo, Results, write_results
 from ..backbones import BackboneSource, resolve_backbone
-from .config import EVALUATIONS, EvalConfig
+from .config import EvalConfig
+from .kinds import EVALUATIONS
 from .label_space import LabelSpace, check_label_space
 
 Evaluation = Callable[[EvalConfig, Optional[BackboneSource], LabelSpace], List[Path]]
 
 
 def register_evaluation(name: str) -> Callable[[Evaluation], Evaluation]:
-    """``@register_evaluation("knn")``: the kind must also be declared in ``config.KIND_HELP`` (its help line)."""
+    """``@register_evaluation("knn")``: the kind must also be declared in ``kinds.KIND_HELP`` (its help line)."""
     return EVALUATIONS.register(name)
 
 
