@@ -209,8 +209,9 @@ class ViewLoader:
         if self.colour_on == "device":
             from ..ops.decoder import ColourParams
 
+            # kept on the host: the finisher decides per op on the host and moves only the values
             pipelines[_COLOUR_OUTPUT] = PipelineSpec("image", decoder=ColourParams(self.decoder),
-                                                     transforms=[ToTensor(), *to_device])
+                                                     transforms=[ToTensor()])
         from dataset_writers.beton_check import open_beton
         from dataset_writers.manifest import manifest_path, read_manifest
 

@@ -100,6 +100,13 @@ def solarize(x: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
     return torch.where(x >= t, 255.0 - x, x)
 
 
+def blur_radii(sigma: torch.Tensor, max_radius: int, h: int, w: int) -> torch.Tensor:
+    """Each sample's radius, as ``blur.gaussian_taps``: min(max_radius, ceil(3.5 sigma)), at least 1, and
+    below the view's shorter side (reflect padding)."""
+    r = torch.clamp(torch.ceil(3.5 * sigma.to(torch.float64)), min=1).clamp(max=max_radius)
+    return torch.clamp(r, max=min(h, w) - 1)
+
+
 def gaussian_taps(sigma: torch.Tensor, max_radius: int, h: int, w: int,
                   static: bool = False) -> Tuple[torch.Tensor, int]:
     """Per-sample normalised taps ``(n, R + 1)`` (centre and one side) and R, the largest radius.
@@ -110,12 +117,11 @@ def gaussian_taps(sigma: torch.Tensor, max_radius: int, h: int, w: int,
     sync, one shape for torch.compile).
     """
     sigma = sigma.to(torch.float64)
-    r = torch.clamp(torch.ceil(3.5 * sigma), min=1).clamp(max=max_radius)
-    r = torch.clamp(r, max=min(h, w) - 1)
+    r = blur_radii(sigma, max_radius, h, w)
     if static:
         big = max(0, min(max_radius, min(h, w) - 1))
     else:
-        big = int(r.max().item()) if r.numel() else 0
+        big = int(r.max().item()) if r.numel() else 0      # a device sync if sigma is there: see apply_colour
     t = torch.arange(big + 1, dtype=torch.float64, device=sigma.device)
     taps = torch.exp(-0.5 * (t.view(1, -1) / sigma.view(-1, 1)) ** 2)
     taps = torch.where(t.view(1, -1) <= r.view(-1, 1), taps, torch.zeros_like(taps))
@@ -151,9 +157,13 @@ JITTER_OPS: Dict[int, Tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def _apply(x: torch.Tensor, mask: torch.Tensor, fn: Callable[..., torch.Tensor], *args: torch.Tensor) -> None:
-    """``x[mask] = fn(x[mask], *args[mask])`` on the subset only (gather, op, scatter)."""
+    """``x[mask] = fn(x[mask], *args[mask])`` on the subset only (gather, op, scatter).
+
+    ``mask`` lives on the host (the decision needs no device sync); the indices travel to ``x``'s device.
+    """
     idx = mask.nonzero().squeeze(1)
     if idx.numel():
+        idx = idx.to(x.device, non_blocking=True)
         x[idx] = fn(x[idx], *(a[idx] for a in args))
 
 
@@ -162,24 +172,32 @@ def apply_colour(view: torch.Tensor, params: torch.Tensor, max_radius: int) -> t
 
     Args:
         view: uint8 (or integer-valued float32) ``(B, h, w, 3)`` crops, on any device.
-        params: ``(B, COLOUR_COLS)`` float64 colour parameters of this view (``ColourParams``), same device.
+        params: ``(B, COLOUR_COLS)`` float64 colour parameters of this view (``ColourParams``), best on the
+            host (as the loader delivers them): the per-op decisions are then made without a device sync.
         max_radius: the view's blur radius (kernel size // 2; 0: no blur in the recipe).
     Returns:
         float32 ``(B, h, w, 3)`` with integer values in [0, 255]: what the host kernel would have written.
     """
     x = view.to(_F32)
-    if params.device != x.device:
-        params = params.to(x.device)
-    jitter = params[:, C_JITTER] != 0
-    order = params[:, C_ORDER:C_ORDER + 4].to(torch.int64)
-    factors = params[:, C_FACTORS:C_FACTORS + 4]
+    # Which sample gets which op is decided on the host copy of the parameters (the loader delivers them on
+    # the host): a mask computed on the GPU would need a device sync per op (~20 per view), each of which
+    # drains the GPU's queue; only the values (factors, sigmas) travel to the device.
+    host = params if params.device.type == "cpu" else params.cpu()
+    dev = params.to(x.device, non_blocking=True)
+    jitter = host[:, C_JITTER] != 0
+    order = host[:, C_ORDER:C_ORDER + 4].to(torch.int64)
+    factors = host[:, C_FACTORS:C_FACTORS + 4]
     for k in range(4):
         for op, (fn, identity) in JITTER_OPS.items():
-            _apply(x, jitter & (order[:, k] == op) & (factors[:, op] != identity), fn, factors[:, op])
-    _apply(x, params[:, C_GRAY] != 0, grayscale)
-    if max_radius > 0:
-        _apply(x, params[:, C_BLUR] != 0, lambda v, s: gaussian_blur(v, s, max_radius), params[:, C_SIGMA])
-    _apply(x, params[:, C_SOLAR] >= 0, solarize, params[:, C_SOLAR])
+            _apply(x, jitter & (order[:, k] == op) & (factors[:, op] != identity), fn, dev[:, C_FACTORS + op])
+    _apply(x, host[:, C_GRAY] != 0, grayscale)
+    blur = host[:, C_BLUR] != 0
+    if max_radius > 0 and bool(blur.any()):
+        # the batch's largest radius, from the host's sigmas: the blur then needs no device sync either
+        h, w = x.shape[1], x.shape[2]
+        radius = min(max_radius, int(blur_radii(host[blur, C_SIGMA], max_radius, h, w).max()))
+        _apply(x, blur, lambda v, s: gaussian_blur(v, s, radius, static=True), dev[:, C_SIGMA])
+    _apply(x, host[:, C_SOLAR] >= 0, solarize, dev[:, C_SOLAR])
     return x
 
 
