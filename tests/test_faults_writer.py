@@ -183,6 +183,7 @@ def wait_mid_write(proc: subprocess.Popen, out: Path, timeout: float = 180.0):
     while time.monotonic() < deadline:
         kids = parent.children(recursive=True)
         if len(kids) >= 2 and list(out.parent.glob(f".{out.name}.tmp-*")):
+            time.sleep(0.2)                 # let it return from forking its workers into the encoding loop
             proc.send_signal(signal.SIGSTOP)
             return kids
         if proc.poll() is not None:
@@ -244,7 +245,7 @@ def test_sigterm_of_the_writer_cleans_up_and_says_so(photos_root, tmp_path):
         assert survivors(kids) == []
     finally:
         reap(kids)
-    assert proc.returncode == 128 + signal.SIGTERM
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
     one_error_line([e for e in stderr.splitlines() if e.strip()], "terminated", "SIGTERM")
     assert list(tmp_path.iterdir()) == []
 
