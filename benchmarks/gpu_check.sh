@@ -43,6 +43,10 @@ for threads in 4 8 16; do
       "data.num_workers=$threads" data.colour_on=device model.sync_bn=false --steps 30 --warmup 10 --compile off \
       --json "$OUT/bench_train_split_t$threads.json" | tee "$OUT/bench_train_split_t$threads.log"
 done
+echo "== fed ratio, GPU split with data.colour_compile=true, $CORES loader threads, <= 500 px"
+$PY -m ffcv_ssl bench train configs/pretrain/simclr_rn50.yaml "data.train=$BETON500" data.batch_size=256 \
+    "data.num_workers=$CORES" data.colour_on=device data.colour_compile=true model.sync_bn=false --steps 30 \
+    --warmup 10 --compile off --json "$OUT/bench_train_split_compiled.json" | tee "$OUT/bench_train_split_compiled.log"
 
 $PY - "$OUT" <<'PYEOF'
 import json, sys
@@ -77,6 +81,10 @@ for threads in (4, 8, 16):
         r = json.loads(p.read_text())["rows"][0]
         t.add_row(f"GPU split fed ratio, {threads} loader threads [500px]", f"{r['fed_ratio']:.2f}", "report")
         t.add_row(f"GPU split loader alone views/s, {threads} threads [500px]", f"{r['loader_views_per_s']:,.0f}", "")
+p = out / "bench_train_split_compiled.json"
+if p.exists():
+    r = json.loads(p.read_text())["rows"][0]
+    t.add_row(f"GPU split fed ratio, colour compiled, {r['workers']} threads [500px]", f"{r['fed_ratio']:.2f}", "report")
 p = out / "bench_loader.json"
 if p.exists():
     data = json.loads(p.read_text())
