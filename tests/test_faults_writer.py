@@ -21,7 +21,7 @@ import psutil
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fixtures.datasets import build_imagenet  # noqa: E402
+from fixtures.datasets import build_imagenet, build_inat21  # noqa: E402
 
 from dataset_writers.errors import BetonError, ImageError, WriterError  # noqa: E402
 from dataset_writers.manifest import manifest_path, read_manifest  # noqa: E402
@@ -369,6 +369,24 @@ def test_unreadable_class_folder_and_image(small_imagenet, unreadable, tmp_path)
     skipped = {s["file"]: s["reason"] for s in read_manifest(out)["skipped"]}
     assert "permission denied" in skipped[str(folder)]
     assert "permission denied" in skipped[str(image)] and "cannot decode" not in skipped[str(image)]
+
+
+def test_unreadable_folder_of_an_annotated_dataset_lists_its_images(tmp_path):
+    """iNat21 lists files in a JSON: an unreadable folder's images are 'permission denied', not 'not found'."""
+    prefix = without_dac()
+    fx = build_inat21(tmp_path / "inat21")
+    folder = sorted(p for p in (fx.root / "val").iterdir() if p.is_dir())[0]
+    inside = sorted(str(f) for f in folder.iterdir())
+    folder.chmod(0)
+    try:
+        out = tmp_path / "val.beton"
+        code, _, err = run_cli("write", "inat21", "--root", fx.root, "--split", "val", "--out", out, "--workers", "1",
+                               "--on-error", "skip", prefix=prefix)
+    finally:
+        folder.chmod(0o755)
+    assert code == 0, err
+    skipped = {s["file"]: s["reason"] for s in read_manifest(out)["skipped"]}
+    assert sorted(skipped) == inside and all("permission denied" in r for r in skipped.values()), skipped
 
 
 # ---------------------------------------------------------------------------------------------------

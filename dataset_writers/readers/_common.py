@@ -92,6 +92,11 @@ def present(root: Path, relpaths: Sequence[str]) -> np.ndarray:
                 names: Set[str] = {e.name for e in it}
         except (FileNotFoundError, NotADirectoryError):
             continue
+        except PermissionError:
+            # an unreadable folder: keep its entries, so each image fails to open with "permission denied"
+            # naming the file (listed with --on-error skip), instead of being reported as missing
+            mask[members] = True
+            continue
         for i in members:
             mask[i] = os.path.basename(relpaths[i]) in names
     return mask
