@@ -112,6 +112,15 @@ def _acquire(out: Path, overwrite: bool) -> int:
             note = " (--overwrite replaces a finished beton, never one being written)" if overwrite else ""
             raise WriterError(f"{out} is being written right now by another 'ffcv-ssl write' ({holder}); wait for "
                               f"it to finish or choose another --out{note}") from None
+        except OSError as exc:
+            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                os.close(fd)
+                raise os_error(out.parent, exc, f"cannot lock {lock.name}") from None
+            from ffcv_ssl.console import warning_line
+
+            warning_line(f"{out.parent}: this file system cannot lock files ({exc.strerror}); a concurrent write "
+                         f"to {out.name} would not be detected")
+            break
         # the previous holder unlinks the lock file when done: make sure we locked the file that is there now
         try:
             if os.fstat(fd).st_ino == os.stat(lock).st_ino:
