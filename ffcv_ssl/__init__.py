@@ -3,6 +3,8 @@
 Heavy submodules (ffcv, torch, numba) are imported lazily by the code that needs them, so that
 ``ffcv-ssl --help`` and config validation stay fast.
 """
+import os as _os
+
 from ._ffcv_import import install as _install_ffcv_import_hook
 from ._version import __version__
 from .errors import UserError
@@ -10,3 +12,10 @@ from .errors import UserError
 __all__ = ["__version__", "UserError"]
 
 _install_ffcv_import_hook()     # numba caches ffcv's import-time typed-dict compile (_ffcv_import.py)
+
+# On a 1-CPU affinity mask (a SLURM task with cpus_per_task=1) numba's TBB layer deadlocks at interpreter exit
+# (unload_tbb waits forever): the work is done, the process never ends. OpenMP, also thread-safe, exits cleanly.
+# Set before numba is imported (it reads the variable then); a user's own choice wins. Found by `ffcv-ssl rehearse`
+# (tests/test_rehearse.py::test_a_one_cpu_job_exits_after_its_work).
+if hasattr(_os, "sched_getaffinity") and len(_os.sched_getaffinity(0)) == 1:
+    _os.environ.setdefault("NUMBA_THREADING_LAYER", "omp")

@@ -173,6 +173,25 @@ def test_fixtures_are_deterministic_and_built_once(fixtures_root, tmp_path):
     assert (again / "rehearsal_fixtures.json").stat().st_mtime_ns == t
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or not Path("/usr/bin/taskset").exists(),
+                    reason="needs taskset")
+def test_a_one_cpu_job_exits_after_its_work(fixtures_root, tmp_path):
+    """Found by the SLURM rehearsal: on a 1-CPU affinity mask (a SLURM task with cpus_per_task=1), numba's TBB
+    layer deadlocked at interpreter exit (``unload_tbb``), so a finished ``ffcv-ssl write`` never ended and
+    its array blocked every later stage until the time limit."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("NUMBA_THREADING_LAYER", None)
+    cmd = ["taskset", "-c", str(min(os.sched_getaffinity(0))), sys.executable, "-m", "ffcv_ssl", "write", "glc20",
+           "--root", str(fixtures_root / "glc20_original"), "--split", "train", "--out", str(tmp_path / "g.beton"),
+           "--workers", "1"]
+    try:
+        res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    except subprocess.TimeoutExpired:
+        pytest.fail("ffcv-ssl write on one CPU did not exit within 240 s (it wrote its beton: "
+                    f"{(tmp_path / 'g.beton').exists()})")
+    assert res.returncode == 0, res.stderr[-2000:]
+
+
 # ------------------------------------------------------------------------------------------------ end to end
 
 def _check_outcome(out: Path, names):
