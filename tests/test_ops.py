@@ -324,7 +324,7 @@ def test_resize_matches_pil_on_many_random_crops():
             assert scores[-1] >= 35.0, f"{name} crop {(top, left, ch, cw)} -> {(out_h, out_w)}: {scores[-1]:.1f} dB"
     assert upscales >= 10 and downscales >= 10
     assert np.median(scores) >= 45.0, f"median PSNR vs PIL {np.median(scores):.1f} dB"
-    assert worst_abs <= 3
+    assert worst_abs <= 1, f"worst difference from PIL: {worst_abs} grey levels"
 
 
 DEGENERATE = [((5, 5, 1, 1), (17, 23)), ((0, 0, 1, 451), (8, 200)), ((0, 0, 300, 1), (224, 3)),
