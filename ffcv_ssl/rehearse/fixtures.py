@@ -11,7 +11,8 @@ reader, label table and evaluation sees the label structure that breaks things a
 * Places365's scene hierarchy (3 / 16 classes) as the official flag sheet, a category flagged twice;
 * both GLC20 packagings (the sweeps read the repackaged one: only it has a val subset);
 * the layouts' quirks that ``dataset_writers`` handles: ImageNet's PNG named .JPEG, CMYK and grayscale
-  JPEGs, an EXIF-rotated JPEG, Kaggle's unsorted CSV with several boxes per image; iNat21's null
+  JPEGs, an EXIF-rotated JPEG, Kaggle's unsorted CSV with several boxes per image, the devkit's meta.mat
+  (WordNet-like tree, IDs not in WNID order, a synset with two parents); iNat21's null
   coordinates and shuffled JSON; Places365's shuffled train list and flat val folder.
 
 Images are small (64 x 48 px; GLC20 patches keep their fixed 256 x 256) crops and tints of the
@@ -35,7 +36,7 @@ from .photos import save, small_photos
 
 DATASETS = ("imagenet", "inat21", "places365", "glc20")
 MARKER = "rehearsal_fixtures.json"
-FIXTURE_VERSION = 1
+FIXTURE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,49 @@ def build_imagenet(root: Path, spec: FixtureSpec) -> Dict[str, int]:
         w.writerows(rows)
     (root / "LOC_synset_mapping.txt").write_text("".join(f"{w} synset {c}, a rehearsal class\n"
                                                          for c, w in enumerate(wnids)))
+    write_devkit(root / "ILSVRC2012_devkit_t12" / "data", wnids, [wnids[label] for label in val])
     return {"classes": spec.classes, "train": len(_train_labels(spec)), "val": len(val)}
+
+
+def write_devkit(data_dir: Path, wnids: List[str], val_wnids: List[str]) -> None:
+    """The devkit's ``meta.mat`` (a WordNet-like tree: root, 4 groups, 12 subgroups, leaves at two depths, one
+    synset with two parents, ILSVRC2012_IDs not in WNID order) and the val ground truth by ILSVRC2012_ID."""
+    import scipy.io
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    n = len(wnids)
+    leaf_id = {w: 1 + (7 * k) % n for k, w in enumerate(wnids)}           # a permutation: the "index trap"
+    nodes: Dict[int, Tuple[str, List[int]]] = {leaf_id[w]: (w, []) for w in wnids}
+    nxt = n + 1
+
+    def add(wnid: str) -> int:
+        nonlocal nxt
+        nodes[nxt] = (wnid, [])
+        nxt += 1
+        return nxt - 1
+
+    root = add("n00001740")                                                # entity
+    groups = [add(f"n0001{g:04d}") for g in range(4)]
+    subs = [add(f"n0002{k:04d}") for k in range(12)]
+    nodes[root][1].extend(groups)
+    for k, sub in enumerate(subs):
+        nodes[groups[k % 4]][1].append(sub)
+    nodes[groups[1]][1].append(subs[0])                                    # a synset with two parents
+    for k, w in enumerate(wnids):
+        parent = subs[k % 12]
+        if k % 5 == 0:                                                     # some leaves one level deeper
+            parent_of_leaf = add(f"n0003{k:04d}")
+            nodes[parent][1].append(parent_of_leaf)
+            parent = parent_of_leaf
+        nodes[parent][1].append(leaf_id[w])
+    fields = ["ILSVRC2012_ID", "WNID", "words", "gloss", "num_children", "children", "wordnet_height",
+              "num_train_images"]
+    rec = np.zeros((len(nodes), 1), dtype=[(f, object) for f in fields])
+    for row, (sid, (wnid, children)) in enumerate(sorted(nodes.items())):
+        rec[row, 0] = (sid, wnid, f"synset {wnid}", "a gloss", len(children), np.array(children, dtype=np.uint16),
+                       0 if not children else 1, 1300 if not children else 0)
+    scipy.io.savemat(str(data_dir / "meta.mat"), {"synsets": rec})
+    (data_dir / "ILSVRC2012_validation_ground_truth.txt").write_text("".join(f"{leaf_id[w]}\n" for w in val_wnids))
 
 
 # ------------------------------------------------------------------------------------------------ iNat21
@@ -198,6 +241,7 @@ def build_inat21(root: Path, spec: FixtureSpec) -> Dict[str, int]:
 
 PLACES3 = ["indoor", "outdoor, natural", "outdoor, man-made"]
 PLACES16 = [f"scene group {k}" for k in range(16)]
+PLACES16_PARENT = [0] * 6 + [1] * 4 + [2] * 6        # as the official sheet: 6 indoor, 4 natural, 6 man-made
 PLACES_HIERARCHY = "scene_hierarchy_places365.csv"
 
 
@@ -232,8 +276,10 @@ def build_places365(root: Path, spec: FixtureSpec) -> Dict[str, int]:
         w.writerow(["Places365 scene hierarchy: 1 = the category belongs to the column's class"] + [""] * 19)
         w.writerow(["category"] + PLACES3 + PLACES16)
         for c, cat in enumerate(cats):
-            l1 = {c % 3} | ({(c + 1) % 3} if c % 7 == 0 else set())          # some flagged twice (as the sheet)
-            l2 = {c % 16}
+            group = c % 16                                                   # a tree: each of the 16 groups
+            parent = PLACES16_PARENT[group]                                  # lies under one of the 3
+            l1 = {parent} | ({parent + 1} if c % 7 == 0 and parent < 2 else set())   # some flagged twice, the
+            l2 = {group}                                                     # first flag is the parent
             w.writerow([f"'{cat}'"] + [int(i in l1) for i in range(3)] + [int(i in l2) for i in range(16)])
     return {"classes": spec.classes, "train": len(train), "val": len(val)}
 

@@ -16,7 +16,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from rich.markup import escape
 
@@ -185,31 +185,31 @@ def report_sweep(name: str, stages, out: Path, profile: RehearsalProfile, spec: 
             f"under `extra.rehearsal`), {profile.arch} at {profile.image_size} px, {profile.epochs} epoch(s). "
             "The numbers test the pipeline, not the paper.\n\n")
     atomic_write_text(path, text.replace("\n", "\n\n" + note, 1) if text.startswith("# ") else note + text)
-    wanted, missing = paper_cell_coverage(rep.collection, paper, SWEEP_TABLES.get(name, ()))
+    wanted, missing = paper_cell_coverage(path.read_text(), paper, SWEEP_TABLES.get(name, ()))
     outcome.paper_cells, outcome.paper_cells_covered = wanted, wanted - len(missing)
     outcome.missing_cells = missing
     return path
 
 
-def cell_fields(collection) -> List[Dict[str, Any]]:
-    """The paper-value match fields of every cell (a hierarchical cell once per level it reports)."""
-    out = []
-    for key, cell in collection.cells.items():
-        base = {"kind": key.kind, "method": key.method, "dataset": key.dataset, "size": key.size,
-                "corruption": key.corruption, "pool": key.pool, "eval_dataset": key.eval_dataset,
-                "budget": key.budget, "level": key.label_level}
-        out.append(base)
-        for rec in cell.records:
-            for level in (rec.results.levels or {}):
-                out.append({**base, "level": level})
-    return out
+def paper_cell_coverage(report_text: str, paper, tables: Sequence[str]):
+    """(paper cells of ``tables``, those whose value the report never prints beside one of ours).
 
+    The report writes a cell the paper has as ``ours (paper P, diff D)``; a paper cell counts as listed when its
+    ``(paper P`` appears at least as often as the paper has cells with that value (two cells may share one).
+    Matching the report's text, not the cell keys, is what a reader sees, and it follows the report's own rules
+    for conditions (``salt_pepper`` vs ``salt_pepper:p=0.09``), any-of datasets and concatenations.
+    """
+    from collections import Counter
 
-def paper_cell_coverage(collection, paper, tables: Sequence[str]):
-    """(paper cells of ``tables``, descriptions of those no result of ours matches)."""
     values = [v for v in paper.values if any(v.table.startswith(t) for t in tables)]
-    fields = cell_fields(collection)
-    missing = [f"{v.table} {dict(v.cell)}" for v in values if not any(v.matches(f) for f in fields)]
+
+    def forms(v) -> Tuple[str, ...]:
+        mark = "≈" if v.read_off_figure else ""
+        return tuple(dict.fromkeys((f"(paper {mark}{v.value:.3f}", f"(paper {mark}{v.value:+.3f}")))
+
+    need = Counter(forms(v) for v in values)
+    missing = [f"{v.table} {v.metric} {v.value} {dict(v.cell)}" for v in values
+               if sum(report_text.count(f) for f in forms(v)) < need[forms(v)]]
     return len(values), missing
 
 
