@@ -192,6 +192,20 @@ def test_a_one_cpu_job_exits_after_its_work(fixtures_root, tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
 
 
+def test_imagenet_hierarchy_from_meta_mat_uses_the_betons_wnids(fixtures_root, tmp_path):
+    """Found by the granularity rehearsal: the hierarchical evaluation looked the beton's ``class_names`` up in
+    meta.mat, but ImageNet's class names are words ("tench, Tinca tinca"); the WNIDs are in the manifest's
+    reader options. The Fig 5 ImageNet panel failed for every real ImageNet layout with a synset mapping."""
+    from dataset_writers.write import ImageOptions, write_dataset
+    from ffcv_ssl.evaluation.runner import hierarchy_from_file
+
+    out = tmp_path / "imagenet_val.beton"
+    write_dataset("imagenet", fixtures_root / "imagenet", "val", out, image=ImageOptions(max_resolution=64), workers=1)
+    meta = fixtures_root / "imagenet" / "ILSVRC2012_devkit_t12" / "data" / "meta.mat"
+    h = hierarchy_from_file(meta, str(out))
+    assert h.fine_names[0].startswith("n0") and len(h.fine_names) == 120 and len(h.levels) >= 2
+
+
 # ------------------------------------------------------------------------------------------------ end to end
 
 def _check_outcome(out: Path, names):

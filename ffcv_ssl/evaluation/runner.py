@@ -182,19 +182,30 @@ def eval_knn(cfg: EvalConfig, source: BackboneSource, space: LabelSpace) -> List
     return written
 
 
-@register_evaluation("hierarchical")
-def eval_hierarchical(cfg: EvalConfig, source: BackboneSource, space: LabelSpace) -> List[Path]:
-    """Train at the finest level, map predictions and targets up the hierarchy, top-1 per level (Fig 5)."""
+def hierarchy_from_file(path: Path, train_beton: str):
+    """The label hierarchy of a parent-child CSV or the ImageNet devkit's meta.mat, over the beton's classes.
+
+    meta.mat is keyed by WNID; ImageNet's ``class_names`` are words ("tench, Tinca tinca"), so the WNIDs come
+    from the manifest's reader options (``wnids``) when the reader recorded them.
+    """
     from ..loading.info import beton_info
     from .hierarchy import Hierarchy
 
+    manifest = beton_info(train_beton).manifest or {}
+    fine_names = manifest.get("class_names") or []
+    if Path(path).suffix == ".mat":
+        wnids = (manifest.get("reader_options") or {}).get("wnids") or fine_names
+        return Hierarchy.from_imagenet_meta(path, wnids=wnids)
+    return Hierarchy.from_parent_file(path, fine_names)
+
+
+@register_evaluation("hierarchical")
+def eval_hierarchical(cfg: EvalConfig, source: BackboneSource, space: LabelSpace) -> List[Path]:
+    """Train at the finest level, map predictions and targets up the hierarchy, top-1 per level (Fig 5)."""
+    from .hierarchy import Hierarchy
+
     if cfg.hierarchy_file:
-        path = Path(cfg.hierarchy_file)
-        fine_names = (beton_info(cfg.train).manifest or {}).get("class_names") or []
-        if path.suffix == ".mat":
-            hierarchy = Hierarchy.from_imagenet_meta(path, wnids=fine_names)
-        else:
-            hierarchy = Hierarchy.from_parent_file(path, fine_names)
+        hierarchy = hierarchy_from_file(Path(cfg.hierarchy_file), cfg.train)
     else:
         hierarchy = Hierarchy.from_manifest(cfg.train, cfg.test, levels=cfg.levels or None, fine_level="label")
     return _linear_results(cfg, source, "hierarchical", extract_features(source, cfg.train, cfg),
