@@ -36,7 +36,7 @@ from .photos import save, small_photos
 
 DATASETS = ("imagenet", "inat21", "places365", "glc20")
 MARKER = "rehearsal_fixtures.json"
-FIXTURE_VERSION = 2
+FIXTURE_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -131,9 +131,12 @@ def build_imagenet(root: Path, spec: FixtureSpec) -> Dict[str, int]:
     return {"classes": spec.classes, "train": len(_train_labels(spec)), "val": len(val)}
 
 
+WORDNET_WIDTHS = (2, 3, 4, 5, 6, 8, 10, 12, 15, 18, 22, 27, 33, 40, 50, 60, 80)   # synsets per depth 1 ... 17
+
+
 def write_devkit(data_dir: Path, wnids: List[str], val_wnids: List[str]) -> None:
-    """The devkit's ``meta.mat`` (a WordNet-like tree: root, 4 groups, 12 subgroups, leaves at two depths, one
-    synset with two parents, ILSVRC2012_IDs not in WNID order) and the val ground truth by ILSVRC2012_ID."""
+    """The devkit's ``meta.mat`` (a WordNet-like tree 18 levels deep, leaves at two depths, one synset with two
+    parents, ILSVRC2012_IDs not in WNID order) and the val ground truth by ILSVRC2012_ID."""
     import scipy.io
 
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -149,19 +152,21 @@ def write_devkit(data_dir: Path, wnids: List[str], val_wnids: List[str]) -> None
         return nxt - 1
 
     root = add("n00001740")                                                # entity
-    groups = [add(f"n0001{g:04d}") for g in range(4)]
-    subs = [add(f"n0002{k:04d}") for k in range(12)]
-    nodes[root][1].extend(groups)
-    for k, sub in enumerate(subs):
-        nodes[groups[k % 4]][1].append(sub)
-    nodes[groups[1]][1].append(subs[0])                                    # a synset with two parents
+    # WordNet is deep (the paper's Fig 5 reads ImageNet at depths 4 ... 15): 17 levels of synsets, each a
+    # coarsening of the next (nodes keyed by their path, so it is a tree), leaves at depth 18 or 17
+    node_of: Dict[Tuple[int, ...], int] = {(): root}
     for k, w in enumerate(wnids):
-        parent = subs[k % 12]
-        if k % 5 == 0:                                                     # some leaves one level deeper
-            parent_of_leaf = add(f"n0003{k:04d}")
-            nodes[parent][1].append(parent_of_leaf)
-            parent = parent_of_leaf
+        path: Tuple[int, ...] = ()
+        parent = root
+        for d, m in enumerate(WORDNET_WIDTHS[: len(WORDNET_WIDTHS) - (k % 5 == 0)]):
+            path = path + (k * m // n,)
+            if path not in node_of:
+                node_of[path] = add(f"n00{100000 + len(node_of):06d}")
+                nodes[parent][1].append(node_of[path])
+            parent = node_of[path]
         nodes[parent][1].append(leaf_id[w])
+    depth3 = [v for p, v in node_of.items() if len(p) == 3]
+    nodes[node_of[(1,)]][1].append(depth3[0])                              # a synset with two parents
     fields = ["ILSVRC2012_ID", "WNID", "words", "gloss", "num_children", "children", "wordnet_height",
               "num_train_images"]
     rec = np.zeros((len(nodes), 1), dtype=[(f, object) for f in fields])
