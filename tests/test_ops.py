@@ -294,7 +294,7 @@ def _resize(src: np.ndarray, top: float, left: float, ch: float, cw: float, out_
     resize_crop(src, top, left, ch, cw, dst, out_h, out_w, flip,
                 np.empty(side, np.int64), np.empty(side, np.int64), np.empty((side, taps), np.float32),
                 np.empty(side, np.int64), np.empty(side, np.int64), np.empty((side, taps), np.float32),
-                np.empty(src.shape[1], np.float32), np.empty(3 * side, np.float32))
+                np.empty(2 * src.shape[1], np.float32), np.empty(2 * 3 * side, np.float32))
     return dst
 
 
@@ -363,6 +363,17 @@ def test_resize_of_a_fractional_box_matches_pil_box_resize():
     shifted = unfolded(_resize(folded(PHOTOS["coffee"]), 10.5, 20.5, 101.0, 151.0, 64, 64, False), 64, 64)
     rounded = unfolded(_resize(folded(PHOTOS["coffee"]), 10, 20, 101, 151, 64, 64, False), 64, 64)
     assert not np.array_equal(shifted, rounded)
+
+
+def test_resize_refuses_scratch_too_small_for_two_rows():
+    """The kernel filters output rows in pairs; one row's worth of scratch (the old size) must raise, not
+    write past the buffers (numba does not bounds-check)."""
+    src = folded(PHOTOS["chelsea"])
+    side, taps = 224, max_taps(451, 224)
+    coeffs = lambda: (np.empty(side, np.int64), np.empty(side, np.int64), np.empty((side, taps), np.float32))
+    with pytest.raises(ValueError, match="2 \\* 3"):
+        resize_crop(src, 0.0, 0.0, 300.0, 451.0, np.zeros((side, 3 * side), np.uint8), side, side, False,
+                    *coeffs(), *coeffs(), np.empty(src.shape[1], np.float32), np.empty(3 * side, np.float32))
 
 
 @pytest.mark.parametrize("crop,out", [((10, 20, 200, 300), (224, 224)), ((0, 0, 300, 451), (96, 160)),
