@@ -26,6 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from rich.markup import escape
+
     from ffcv_ssl.slurm.submit import choose_cluster, plan_table, run_sweep
     from ffcv_ssl.slurm.sweep import plan
 
@@ -51,5 +53,5 @@ def run(args: argparse.Namespace) -> int:
                        max_parallel=args.max_parallel, wait=not args.no_wait)
     console.print(f"submitted {report.submitted} job(s), skipped {report.skipped} finished one(s) [{cluster}]")
     for o in report.failed:
-        console.print(f"[red]{o.state}[/] {o.job}: {o.detail}")
+        console.print(f"[red]{o.state}[/] {escape(str(o.job))}: {escape(str(o.detail))}")
     return 1 if report.failed else 0

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List
 
+from rich.markup import escape
+
 from ..console import console
 from ..errors import UserError
 from ..paths import configs_root
@@ -23,7 +25,6 @@ CONDITIONS: Dict[str, List[str]] = {
     "downsample16x": ["downsample:size=32,factor=16"],
 }
 QUICK_CONDITIONS = ("clean", "downsample8x")
-
 
 
 @dataclass
@@ -125,7 +126,7 @@ def run_demo(cfg: DemoConfig) -> Dict[str, Any]:
     parallel = cfg.max_parallel or (2 if cluster == "slurm" else 1)
     report_run = run_sweep(sweep.name, stages, cluster=cluster, folder=runs / "submitit", max_parallel=parallel)
     for o in report_run.failed:
-        console.print(f"[red]{o.state}[/] {o.job}: {o.detail}")
+        console.print(f"[red]{o.state}[/] {escape(str(o.job))}: {escape(str(o.detail))}")
     if report_run.failed:
         raise UserError(f"{len(report_run.failed)} demo job(s) did not complete (logs in {runs / 'submitit'}); "
                         "the first error is printed above")
