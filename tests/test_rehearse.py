@@ -10,12 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from ffcv_ssl.errors import UserError
@@ -235,31 +235,54 @@ def _run_cli(args, env_extra=None, timeout=3000):
                           capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(1800)
-def test_rehearse_one_sweep_locally(tmp_path):
-    """The CLI on the local executor: the methods sweep (Fig 3), 0 failures, its report and the table."""
-    res = _run_cli(["methods", "--cluster", "local", "--out", str(tmp_path)], timeout=1200)
-    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
-    assert "ffcv-ssl rehearse" in res.stdout and "methods" in res.stdout      # the table
-    _check_outcome(tmp_path, ["methods"])
-    again = _run_cli(["methods", "--cluster", "local", "--out", str(tmp_path)], timeout=600)
-    assert again.returncode == 0
-    row = json.loads((tmp_path / "summary.json").read_text())["sweeps"][0]
-    assert row["submitted"] == 0 and row["skipped"] == row["jobs"]           # finished work is skipped
+@pytest.fixture(scope="module")
+def slurm_rehearsal(slurm_cluster, tmp_path_factory):
+    """All seven study sweeps rehearsed once on the real cluster, into one shared tree (~10 min on 2 cores)."""
+    out = tmp_path_factory.mktemp("rehearsal_slurm")
+    start = time.monotonic()
+    res = _run_cli(["--cluster", "slurm", "--out", str(out), "--partition", slurm_cluster.partition])
+    return out, res, time.monotonic() - start
 
 
 @pytest.mark.slow
 @pytest.mark.slurm
 @pytest.mark.timeout(3600)
-def test_rehearse_all_seven_sweeps_on_slurm(slurm_cluster, tmp_path):
-    start = time.monotonic()
-    res = _run_cli(["--cluster", "slurm", "--out", str(tmp_path), "--partition", slurm_cluster.partition])
-    seconds = time.monotonic() - start
+def test_rehearse_all_seven_sweeps_on_slurm(slurm_rehearsal):
+    out, res, seconds = slurm_rehearsal
     assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-4000:]
-    rows = _check_outcome(tmp_path, STUDY_SWEEPS)
+    rows = _check_outcome(out, STUDY_SWEEPS)
     table = res.stdout[res.stdout.rindex("ffcv-ssl rehearse"):]
     for name in STUDY_SWEEPS:
         assert name in table
     assert sum(r["submitted"] for r in rows.values()) > 0
     print(f"rehearsal of all seven sweeps on SLURM: {seconds:.0f} s")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_rehearse_one_sweep_locally(request, tmp_path):
+    """The CLI on the local executor: the methods sweep (Fig 3), 0 failures, its report and the table.
+
+    Where the SLURM rehearsal ran, the local run continues its tree (as a user re-running after a partial
+    failure would): the BYOL probe's results are removed, so exactly that work runs again on the local
+    executor while everything finished is skipped. Without a cluster, methods runs from nothing.
+    """
+    try:
+        out, first, _ = request.getfixturevalue("slurm_rehearsal")
+        assert first.returncode == 0, "the SLURM rehearsal failed (see its own test)"
+    except pytest.skip.Exception:
+        out = tmp_path
+    redo = sorted((out / "runs" / "eval").glob("byol_inat21_*_on_inat21"))
+    for d in redo:
+        shutil.rmtree(d)
+    res = _run_cli(["methods", "--cluster", "local", "--out", str(out)], timeout=1200)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    assert "ffcv-ssl rehearse" in res.stdout and "methods" in res.stdout      # the table
+    _check_outcome(out, ["methods"])
+    row = json.loads((out / "summary.json").read_text())["sweeps"][0]
+    if redo:
+        assert row["submitted"] == 1 and row["skipped"] == row["jobs"] - 1, row   # only the removed work ran
+    again = _run_cli(["methods", "--cluster", "local", "--out", str(out)], timeout=600)
+    assert again.returncode == 0
+    row = json.loads((out / "summary.json").read_text())["sweeps"][0]
+    assert row["submitted"] == 0 and row["skipped"] == row["jobs"]           # finished work is skipped
