@@ -286,3 +286,22 @@ def test_rehearse_one_sweep_locally(request, tmp_path):
     assert again.returncode == 0
     row = json.loads((out / "summary.json").read_text())["sweeps"][0]
     assert row["submitted"] == 0 and row["skipped"] == row["jobs"]           # finished work is skipped
+
+
+def test_summary_table_never_cuts_a_sweep_name_on_a_narrow_console():
+    """Captured output (a log, a test, SLURM's stdout) is 80 columns: 'concatenation' once printed as 'concatenat…'."""
+    import io
+
+    from rich.console import Console
+
+    from ffcv_ssl.rehearse.run import SweepOutcome, summary_table
+
+    rows = [SweepOutcome(name=n, jobs=100, submitted=90, skipped=10, failed=[], seconds=123.0,
+                         report=Path("/scratch/a/very/long/rehearsal/folder/reports") / n / "report.md",
+                         paper_cells=24, paper_cells_covered=24, missing_cells=[], error="") for n in STUDY_SWEEPS]
+    buf = io.StringIO()
+    Console(file=buf, width=80).print(summary_table(rows))
+    text = buf.getvalue()
+    for name in STUDY_SWEEPS:
+        assert f" {name} " in text
+    assert "/scratch/a/very/long/rehearsal/folder/reports" in text.replace("\n", "").replace(" ", "")

@@ -218,16 +218,26 @@ def paper_cell_coverage(report_text: str, paper, tables: Sequence[str]):
 def summary_table(outcomes: Sequence[SweepOutcome]):
     from rich.table import Table
 
-    table = Table(title="ffcv-ssl rehearse")
+    import os
+
+    # report paths relative to their common folder (named in the caption), e.g. quantity/report.md
+    dirs = [os.path.dirname(str(o.report)) for o in outcomes if o.report]
+    root = os.path.commonpath(dirs) if dirs else ""
+    root = os.path.dirname(root) if root in dirs else root
+    table = Table(title="ffcv-ssl rehearse", caption=f"reports under {root}" if root else None)
     for col, just in (("sweep", "left"), ("jobs", "right"), ("ran", "right"), ("skipped", "right"),
                       ("failed", "right"), ("wall s", "right"), ("paper cells", "right"), ("report", "left")):
-        table.add_column(col, justify=just)
+        # never ellipsise a sweep name or the report's path (a narrow or non-terminal console would): fold them
+        table.add_column(col, justify=just, no_wrap=col == "sweep",
+                         min_width=13 if col == "sweep" else None,
+                         overflow="fold" if col == "report" else "ellipsis")
     for o in outcomes:
         failed = "plan/report error" if o.error else str(len(o.failed))
         style = "red" if not o.ok else ("yellow" if o.paper_cells_covered < o.paper_cells else "")
         table.add_row(o.name, str(o.jobs), str(o.submitted), str(o.skipped), failed, f"{o.seconds:.0f}",
                       f"{o.paper_cells_covered}/{o.paper_cells}" if o.paper_cells else "-",
-                      escape(str(o.report) if o.report else (o.error[:80] or "-")), style=style)
+                      escape(os.path.relpath(o.report, root) if o.report and root else
+                             str(o.report) if o.report else (o.error[:80] or "-")), style=style)
     return table
 
 
