@@ -162,8 +162,12 @@ def test_a_directory_given_as_a_beton_says_so(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def photos_root(tmp_path_factory):
-    """~100 real-photo JPEGs (500 x 375) in ImageNet's train layout: a second or two to write."""
-    return build_imagenet(tmp_path_factory.mktemp("photos") / "imagenet", "devkit", per_class=20).root
+    """~250 real-photo JPEGs (500 x 375) in ImageNet's train layout: a few seconds to write on an idle machine.
+
+    (~100 photos were written in well under a second on an idle CI machine, so the writer sometimes finished
+    before the test could freeze it mid-write.)
+    """
+    return build_imagenet(tmp_path_factory.mktemp("photos") / "imagenet", "devkit", per_class=50).root
 
 
 def start_writer(root: Path, out: Path, *extra: str) -> subprocess.Popen:
@@ -180,12 +184,23 @@ def wait_mid_write(proc: subprocess.Popen, out: Path, timeout: float = 180.0):
     """
     parent = psutil.Process(proc.pid)
     deadline = time.monotonic() + timeout
+    first_size = None
     while time.monotonic() < deadline:
         kids = parent.children(recursive=True)
-        if len(kids) >= 2 and list(out.parent.glob(f".{out.name}.tmp-*")):
-            time.sleep(0.2)                 # let it return from forking its workers into the encoding loop
-            proc.send_signal(signal.SIGSTOP)
-            return kids
+        temps = list(out.parent.glob(f".{out.name}.tmp-*"))
+        if len(kids) >= 2 and temps:
+            try:
+                size = temps[0].stat().st_size
+            except FileNotFoundError:
+                size = None
+            if first_size is None:
+                first_size = size
+            elif size is not None and size > first_size:
+                # the temporary grows: the workers are forked and samples are being written (the encoding loop)
+                proc.send_signal(signal.SIGSTOP)
+                if proc.poll() is not None or out.exists():
+                    pytest.fail("the writer finished before it could be frozen mid-write; enlarge photos_root")
+                return kids
         if proc.poll() is not None:
             pytest.fail(f"the writer ended before it could be interrupted: {proc.stderr.read()}")
         time.sleep(0.02)
