@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, Iterator, List
 
+from ffcv_ssl.util import pid_alive
+
 from .errors import WriterError
 from .manifest import manifest_path
 
@@ -68,18 +70,6 @@ def check_output_path(out: Path, overwrite: bool) -> Path:
     return out
 
 
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:         # someone else's live process
-        return True
-    return True
-
-
 def remove_stale_temporaries(out: Path) -> List[Path]:
     """Remove the beton and manifest temporaries of writers to ``out`` whose process is gone."""
     patterns = [re.compile(rf"^\.{re.escape(out.name)}\.tmp-(\d+)$"),                     # the beton
@@ -88,7 +78,7 @@ def remove_stale_temporaries(out: Path) -> List[Path]:
     for entry in os.scandir(out.parent):
         for pattern in patterns:
             m = pattern.match(entry.name)
-            if m and not _alive(int(m.group(1))):
+            if m and not pid_alive(int(m.group(1))):
                 try:
                     os.unlink(entry.path)
                     removed.append(Path(entry.path))

@@ -26,3 +26,16 @@ def file_sha256(path: PathLike, chunk: int = 1 << 22) -> str:
 def cpu_budget() -> int:
     """CPUs this process may use: the affinity mask (SLURM/cgroups), never the host's core count."""
     return max(1, len(os.sched_getaffinity(0)))
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (a stale temporary's writer is gone when it does not)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:         # someone else's live process
+        return True
+    return True

@@ -33,6 +33,7 @@ import numpy as np
 
 from ffcv_ssl import __version__
 from ffcv_ssl.errors import UserError
+from ffcv_ssl.util import pid_alive
 
 SCHEMA = "ffcv-ssl/features/1"
 MANIFEST = "manifest.json"
@@ -346,14 +347,6 @@ class FeatureCacheWriter:
             self.abort()
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:         # someone else's live process
-        return True
-    return True
 
 
 def remove_stale_temporaries(directory: os.PathLike | str) -> List[Path]:
@@ -370,7 +363,7 @@ def remove_stale_temporaries(directory: os.PathLike | str) -> List[Path]:
         return removed
     for entry in os.scandir(directory.parent):
         m = pattern.match(entry.name)
-        if m and entry.is_dir(follow_symlinks=False) and not _pid_alive(int(m.group(1))):
+        if m and entry.is_dir(follow_symlinks=False) and not pid_alive(int(m.group(1))):
             shutil.rmtree(entry.path, ignore_errors=True)
             removed.append(Path(entry.path))
     return removed
