@@ -17,7 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 @register_command("demo", help="run the study in miniature on the embedded digits dataset (no download)",
                   description="Write scikit-learn's digits to betons (clean, nested subset, corrupted variants), run a "
                               "sweep of SimCLR and supervised pretraining and evaluations through submitit (local "
-                              "executor, or SLURM when 'scontrol ping' answers), and render the report. About 8 "
+                              "executor, or SLURM when 'scontrol ping' answers), and render the report. About 11 "
                               "minutes on 2 CPU cores; --quick about 2.5.")
 def run(args: argparse.Namespace) -> int:
     from ..config import load_config
