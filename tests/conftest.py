@@ -48,3 +48,30 @@ def digits_index():
 
     spec = get_reader("digits")
     return {split: spec.read(None, split, spec.options()) for split in spec.splits}
+
+
+@pytest.fixture
+def mount_tmpfs(tmp_path):
+    """``mount_tmpfs("size=96k[,ro]")`` -> a fresh tmpfs under ``tmp_path`` (a real full disk or read-only file
+    system for the fault tests); skips with the reason where mounting is impossible; unmounted after the test."""
+    import shutil
+    import subprocess
+
+    mounted = []
+
+    def mount(options: str):
+        if os.geteuid() != 0 or shutil.which("mount") is None:
+            pytest.skip("mounting a tmpfs needs root and mount(8)")
+        point = tmp_path / f"mnt{len(mounted)}"
+        point.mkdir()
+        res = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], capture_output=True,
+                             text=True)
+        if res.returncode:
+            pytest.skip(f"cannot mount a tmpfs here ({res.stderr.strip() or res.returncode}); needs root with "
+                        "CAP_SYS_ADMIN")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", "-l", str(point)], capture_output=True)

@@ -66,35 +66,12 @@ def betons(tmp_path_factory):
     return out
 
 
-@pytest.fixture
-def mount(tmp_path):
-    """``mount(size, read_only)`` -> the path of a fresh tmpfs; unmounted after the test."""
-    mounted = []
-
-    def make(size: str, read_only: bool = False) -> Path:
-        if os.geteuid() != 0 or shutil.which("mount") is None:
-            pytest.skip("mounting a tmpfs needs root and mount(8)")
-        target = tmp_path / f"mnt{len(mounted)}"
-        target.mkdir()
-        opts = f"size={size}" + (",ro" if read_only else "")
-        res = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(target)], capture_output=True,
-                             text=True)
-        if res.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip()}")
-        mounted.append(target)
-        return target
-
-    yield make
-    for target in mounted:
-        subprocess.run(["umount", "-l", str(target)], capture_output=True)
-
-
 # ----------------------------------------------------------------------------------- OS errors (16.3)
 
-def test_full_disk_at_a_checkpoint_is_one_line_and_keeps_the_older_checkpoint(betons, mount):
+def test_full_disk_at_a_checkpoint_is_one_line_and_keeps_the_older_checkpoint(betons, mount_tmpfs):
     """A 4 MiB disk holds one ~2.9 MB checkpoint but not a second: the second save fails with one line,
     the first stays loadable, and no temporary or partial file is left."""
-    disk = mount("4m")
+    disk = mount_tmpfs("size=4m")
     out = disk / "run"
     res = pretrain_cli(betons["test"], out, "checkpoint_every=1", "max_steps=3")
     line = one_error_line(res)
@@ -107,12 +84,12 @@ def test_full_disk_at_a_checkpoint_is_one_line_and_keeps_the_older_checkpoint(be
     assert read_checkpoint(ckpt_dir / "ckpt_000000001.pt")["step"] == 1
 
 
-def test_any_atomic_write_on_a_full_disk_names_its_file_and_leaves_nothing(mount):
+def test_any_atomic_write_on_a_full_disk_names_its_file_and_leaves_nothing(mount_tmpfs):
     """config.yaml, metrics, results.json... go through ``atomic_write``: a bare write() error names no file."""
     from ffcv_ssl.errors import os_error_message
     from ffcv_ssl.files import atomic_write_text
 
-    disk = mount("64k")
+    disk = mount_tmpfs("size=64k")
     target = disk / "results.json"
     with pytest.raises(OSError) as err:
         atomic_write_text(target, "x" * (1 << 20))
@@ -121,8 +98,8 @@ def test_any_atomic_write_on_a_full_disk_names_its_file_and_leaves_nothing(mount
     assert list(disk.iterdir()) == []
 
 
-def test_read_only_out_dir_is_one_line(betons, mount):
-    ro = mount("1m", read_only=True)
+def test_read_only_out_dir_is_one_line(betons, mount_tmpfs):
+    ro = mount_tmpfs("size=1m,ro")
     res = pretrain_cli(betons["test"], ro / "run", "max_steps=1")
     line = one_error_line(res)
     assert str(ro / "run") in line and "read-only" in line and "EROFS" in line, line

@@ -304,26 +304,6 @@ def test_stale_feature_cache_temporaries_are_removed(tmp_path):
 # ---------------------------------------------------------------------------------------------------
 # Item 3: OS errors on the writer side are one line naming the path and the fix
 
-@pytest.fixture
-def mount_tmpfs(tmp_path):
-    mounted = []
-
-    def mount(options: str) -> Path:
-        point = tmp_path / f"mnt{len(mounted)}"
-        point.mkdir()
-        res = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], capture_output=True,
-                             text=True)
-        if res.returncode:
-            pytest.skip(f"cannot mount a tmpfs here ({res.stderr.strip() or res.returncode}); needs root with "
-                        "CAP_SYS_ADMIN")
-        mounted.append(point)
-        return point
-
-    yield mount
-    for point in mounted:
-        subprocess.run(["umount", "-l", str(point)], capture_output=True)
-
-
 def test_full_disk_while_writing_is_one_line_and_leaves_nothing(mount_tmpfs, capsys):
     disk = mount_tmpfs("size=96k")
     out = disk / "digits.beton"
