@@ -8,6 +8,7 @@ import os as _os
 from ._ffcv_import import install as _install_ffcv_import_hook
 from ._version import __version__
 from .errors import UserError
+from .util import cpu_budget as _cpu_budget
 
 __all__ = ["__version__", "UserError"]
 
@@ -17,5 +18,5 @@ _install_ffcv_import_hook()     # numba caches ffcv's import-time typed-dict com
 # (unload_tbb waits forever): the work is done, the process never ends. OpenMP, also thread-safe, exits cleanly.
 # Set before numba is imported (it reads the variable then); a user's own choice wins. Found by `ffcv-ssl rehearse`
 # (tests/test_rehearse.py::test_a_one_cpu_job_exits_after_its_work).
-if hasattr(_os, "sched_getaffinity") and len(_os.sched_getaffinity(0)) == 1:
+if _cpu_budget() == 1:
     _os.environ.setdefault("NUMBA_THREADING_LAYER", "omp")

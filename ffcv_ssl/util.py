@@ -4,6 +4,8 @@
   backbone; read in 4 MiB blocks so a 100 GB beton is hashed in constant memory.
 - ``cpu_budget``: the CPUs this process may use. On SLURM and in containers the affinity mask (cgroups/cpusets)
   is smaller than ``os.cpu_count()``, and sizing pools by the host's count oversubscribes the allocation.
+- ``pid_alive``: whether the writer named in a temporary's name still runs (stale-temporary cleanup of the beton
+  writer and of the feature cache).
 """
 from __future__ import annotations
 
