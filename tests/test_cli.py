@@ -66,3 +66,19 @@ def test_debug_shows_the_traceback(tmp_path):
     target.write_text("x")
     res = run_cli("--debug", "demo", "--out", str(target))
     assert res.returncode != 0 and "Traceback" in res.stderr and "UserError" in res.stderr
+
+
+@pytest.mark.parametrize("argv", [
+    ["imagenet", "--root", "/data/in", "--split", "val", "val_layout=kaggle", "--out", "o.beton", "--corrupt",
+     "paper_jpeg", "--corrupt", "jpeg:quality=10", "--subset", "500", "--workers", "1", "--max-resolution", "64"],
+    ["pool", "--part", "a.beton:250k", "b.beton", "--part", "c.beton", "--out", "p.beton", "--balanced",
+     "--verify-parts", "--overwrite"],
+])
+def test_sweep_write_stages_parse_with_the_cli_grammar(argv):
+    """``parse_write_argv`` (sweep write stages) and ``ffcv-ssl write`` give the same ``WriteConfig``."""
+    from ffcv_ssl.commands.write import parse_write_argv, write_config
+
+    cfg = parse_write_argv(argv)
+    assert cfg == write_config(build_parser().parse_args(["write", *argv]))
+    assert cfg.out == argv[argv.index("--out") + 1] and cfg.dataset == argv[0]
+    assert cfg.parts == ([] if argv[0] != "pool" else ["a.beton:250k", "b.beton", "c.beton"])

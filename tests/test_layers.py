@@ -25,7 +25,7 @@ LAYERS: List[tuple[str, List[str]]] = [
     ("subsets/corruptions", ["dataset_writers.subsets", "dataset_writers.corruptions", "dataset_writers.manifest"]),
     ("beton", ["dataset_writers", "dataset_writers.beton", "dataset_writers.beton_check", "dataset_writers.write",
                "dataset_writers.pool", "dataset_writers.output", "dataset_writers.inspect",
-               "dataset_writers.locks", "dataset_writers.ffcv_compat"]),
+               "dataset_writers.locks", "dataset_writers.ffcv_compat", "dataset_writers.config"]),
     ("views", ["ffcv_ssl.ops", "ffcv_ssl.loading"]),
     ("objectives/models", ["ffcv_ssl.objectives", "ffcv_ssl.models", "ffcv_ssl.small_resnets", "ffcv_ssl.optim",
                            "ffcv_ssl.checkpoint", "ffcv_ssl.backbones"]),

@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import re
-import signal
-from typing import Any, Dict, Iterator, List
+import shlex
+from typing import TYPE_CHECKING, Dict, Sequence
 
 from ..errors import UserError
 from . import register_command
+
+if TYPE_CHECKING:
+    from dataset_writers.config import WriteConfig
 
 EXAMPLES = """examples:
   ffcv-ssl write imagenet --root /data/imagenet --split val --out data/imagenet_val.beton
@@ -124,72 +126,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     run.add_argument("--verify-parts", action="store_true", help="pool only: recompute each part's sha256 first")
 
 
-class Terminated(UserError):
-    """SIGTERM (what SLURM sends on preemption or scancel) during a write: cleaned up, exit 128 + 15."""
+def write_config(args: argparse.Namespace) -> WriteConfig:
+    """The parsed ``ffcv-ssl write`` arguments as a ``WriteConfig`` (the one place flags become config fields)."""
+    from dataset_writers.config import WriteConfig
 
-    exit_code = 128 + 15
+    return WriteConfig(dataset=args.dataset, out=args.out, root=args.root, split=args.split,
+                       options=list(args.options), max_resolution=args.max_resolution, write_mode=args.write_mode,
+                       jpeg_quality=args.jpeg_quality, subset=args.subset, seed=args.seed, balanced=args.balanced,
+                       corrupt=list(args.corrupt), corrupt_seed=args.corrupt_seed, workers=args.workers,
+                       on_error=args.on_error, overwrite=args.overwrite, parts=list(args.part),
+                       verify_parts=args.verify_parts)
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Handle SIGTERM like Ctrl-C: stop the write where it is, remove the temporary, stop the workers.
+class _ArgvParser(argparse.ArgumentParser):
+    """The write grammar outside the CLI: a usage mistake raises ``UserError`` instead of exiting."""
 
-    Python's default for SIGTERM is to die on the spot, which leaves the temporary beton (as large as
-    the beton) behind. The handler raises in the main thread, so the writer's own cleanup runs; a second
-    SIGTERM during that cleanup is ignored (SLURM follows up with SIGKILL after its grace period).
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{self.prog}: {message}")
+
+
+def parse_write_argv(argv: Sequence[str]) -> WriteConfig:
+    """``ffcv-ssl write`` arguments (without ``write``) -> ``WriteConfig``: how sweep write stages are given.
+
+    Uses this module's ``add_arguments``, so a sweep's write stage accepts exactly what the command line does;
+    an unknown argument is an error here (before any job is submitted), as it is on the command line.
     """
-    def handler(signum, frame):
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise Terminated("terminated by SIGTERM (a SLURM preemption or scancel?) while writing; nothing was "
-                         "written under --out and the temporary file was removed; rerun the same command")
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:              # not the main thread (an embedding program): leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _reject(args: argparse.Namespace, names: List[str], why: str) -> None:
-    from ..errors import UserError
-
-    given = [n for n in names if getattr(args, n.lstrip("-").replace("-", "_"), None) not in (None, [], False)]
-    if given:
-        raise UserError(f"{', '.join(given)} {why}")
-
-
-def _run_pool(args: argparse.Namespace) -> Any:
-    from dataset_writers.pool import write_pool
-
-    from ..errors import UserError
-
-    _reject(args, ["--root", "--split", "--subset", "--corrupt"],
-            "cannot be used with 'write pool'; use --part FILE:N for subsets (corrupt the parts when writing them)")
-    if args.options:
-        raise UserError(f"'write pool' takes no reader options (got {' '.join(args.options)})")
-    if not args.part:
-        raise UserError("'write pool' needs at least one --part FILE[:N]")
-    return write_pool(args.part, args.out, seed=args.seed, balanced=args.balanced, overwrite=args.overwrite,
-                      verify_parts=args.verify_parts)
-
-
-def _run_dataset(args: argparse.Namespace) -> Any:
-    from dataset_writers.write import ImageOptions, write_dataset
-
-    from ..errors import UserError
-
-    _reject(args, ["--part", "--verify-parts"], "only apply to 'write pool'")
-    if not args.split:
-        raise UserError(f"--split is required for 'write {args.dataset}'")
-    image = ImageOptions(max_resolution=args.max_resolution, write_mode=args.write_mode, jpeg_quality=args.jpeg_quality)
-    return write_dataset(args.dataset, args.root, args.split, args.out, options=args.options, image=image,
-                         subset=args.subset, seed=args.seed, balanced=args.balanced, workers=args.workers or None,
-                         on_error=args.on_error, overwrite=args.overwrite, corruptions=args.corrupt,
-                         corrupt_seed=args.corrupt_seed)
+    parser = _ArgvParser(prog=f"ffcv-ssl write {shlex.join(argv)}", add_help=False)
+    add_arguments(parser)
+    return write_config(parser.parse_args(list(argv)))
 
 
 @register_command("write", help="write a dataset split, a nested subset or a pool to a .beton (+ manifest)",
@@ -197,10 +161,11 @@ def _run_dataset(args: argparse.Namespace) -> Any:
                               ".beton with a JSON manifest beside it. The file appears under --out only when "
                               "complete and verified.")
 def run(args: argparse.Namespace) -> int:
+    from dataset_writers.config import run_write
+
     from ..console import console
 
-    with _sigterm_as_interrupt():
-        manifest = _run_pool(args) if args.dataset == "pool" else _run_dataset(args)
+    manifest = run_write(write_config(args))
     skipped = len(manifest.get("skipped", []))
     console.print(f"wrote [bold]{args.out}[/]: {manifest['num_samples']:,} samples, {manifest['num_classes']} "
                   f"classes, {manifest['write']['images_per_s']:,.0f} img/s"
