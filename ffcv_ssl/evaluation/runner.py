@@ -120,9 +120,25 @@ def _eval_info(cfg: EvalConfig, kind: str, budget: Optional[int], protocol: str)
                     train=str(cfg.train), test=str(cfg.test), label_level=cfg.label_level, seed=cfg.seed)
 
 
-def _out(cfg: EvalConfig, kind: str, budget: Optional[int]) -> Path:
+#: Kinds whose results are filed under another kind's name: concat is a linear probe on joined features
+#: (``eval_concat`` writes through ``_linear_results(..., "linear", ...)``).
+_RESULT_KIND = {"concat": "linear"}
+
+
+def result_path(kind: str, cfg: EvalConfig, budget: Optional[int]) -> Path:
+    """``out_dir/<kind>-<budget>[-<level>]/results.json``: where evaluation ``kind`` writes one budget's result.
+
+    The one derivation of that path: the evaluations write there and sweep jobs name it as their output.
+    """
     level = "" if cfg.label_level == "label" else f"-{cfg.label_level}"
-    return Path(cfg.out_dir) / f"{kind}-{_budget_label(budget)}{level}" / "results.json"
+    return Path(cfg.out_dir) / f"{_RESULT_KIND.get(kind, kind)}-{_budget_label(budget)}{level}" / "results.json"
+
+
+def results_paths(kind: str, cfg: EvalConfig) -> List[Path]:
+    """Every results.json ``run_eval(kind, cfg)`` writes, one per budget, without reading any beton."""
+    from dataset_writers.subsets import parse_budget
+
+    return [result_path(kind, cfg, parse_budget(b)) for b in cfg.budgets]
 
 
 def _probe_config(cfg: EvalConfig):
@@ -151,7 +167,7 @@ def _linear_results(cfg: EvalConfig, source: BackboneSource, kind: str, train, t
             extra["hierarchy"] = hierarchy.describe()
         results = Results(pretrain_info(source), _eval_info(cfg, kind, budget, PROTOCOL), res.metrics(),
                           levels=levels, concat=concat or [], extra=extra)
-        written.append(write_results(results, _out(cfg, kind, budget)))
+        written.append(write_results(results, result_path(kind, cfg, budget)))
     return written
 
 
@@ -178,7 +194,7 @@ def eval_knn(cfg: EvalConfig, source: BackboneSource, space: LabelSpace) -> List
         results = Results(pretrain_info(source), _eval_info(cfg, "knn", budget, PROTOCOL), res.metrics(),
                           extra={"n_train": int(len(pos)), "n_test": int(test.count), "k": cfg.knn.k,
                                  "label_space": space.describe()})
-        written.append(write_results(results, _out(cfg, "knn", budget)))
+        written.append(write_results(results, result_path("knn", cfg, budget)))
     return written
 
 
@@ -239,7 +255,7 @@ def _train_protocol(cfg: EvalConfig, source: Optional[BackboneSource], kind: str
     tp = cfg.train_protocol
     written = []
     for budget in _budgets(cfg, beton_info(cfg.train).num_samples):
-        out_dir = _out(cfg, kind, budget).parent / "train"
+        out_dir = result_path(kind, cfg, budget).parent / "train"
         tcfg = TrainConfig()
         tcfg.data = cfg.data_config()
         tcfg.data.views = list(cfg.train_views)
@@ -282,7 +298,7 @@ def _train_protocol(cfg: EvalConfig, source: Optional[BackboneSource], kind: str
                           {"top1": float(val.get("top1", 0.0)), "top5": float(val.get("top5", 0.0))},
                           extra={"n_train": int(summary.get("num_train", 0)), "train_run": str(out_dir),
                                  "seconds": summary.get("seconds"), "label_space": space.describe()})
-        written.append(write_results(results, _out(cfg, kind, budget)))
+        written.append(write_results(results, result_path(kind, cfg, budget)))
     return written
 
 
