@@ -1,5 +1,9 @@
 """Jobs of a sweep: small frozen descriptions of one ``ffcv-ssl`` invocation (paths and configs, never data).
 
+A job holds its typed config (``WriteConfig``, ``TrainConfig`` or ``EvalConfig``), resolved once when the sweep
+is expanded, and runs by calling the library with it (``run_write``, ``pretrain``, ``run_eval``); its command
+line (``argv()``) is kept only to show it in plans, failure reports and ``--dry-run``.
+
 submitit pickles one job per array task and unpickles it on the node by import path (this package).
 Jobs are idempotent: ``done()`` is true when their outputs exist, and a job that finds its outputs skips
 the work, so requeues and re-submitted sweeps are safe. Pretraining jobs are ``Checkpointable``: on
@@ -7,28 +11,16 @@ preemption or time limit submitit requeues them, and the engine resumes from the
 """
 from __future__ import annotations
 
+import copy
 import os
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Dict, Tuple, Type
 
 import submitit
 
-
-def _run_cli(argv: Tuple[str, ...]) -> Any:
-    """Run ``ffcv-ssl ARGV`` in this process, letting exceptions (with their tracebacks) propagate."""
-    from ffcv_ssl.cli import build_parser
-
-    parser = build_parser()
-    args, extra = parser.parse_known_args(list(argv))
-    if extra:
-        if hasattr(args, "overrides"):
-            args.overrides = list(args.overrides or []) + extra
-        else:
-            raise ValueError(f"unrecognized arguments for ffcv-ssl {argv[0]}: {' '.join(extra)}")
-    args.debug = True
-    return args._command.run(args)
+#: What resolving a job's arguments gives: ``(typed config, inputs, outputs)``.
+Resolved = Tuple[Any, Tuple[str, ...], Tuple[str, ...]]
 
 
 def _export_distributed() -> None:
@@ -43,12 +35,15 @@ def _export_distributed() -> None:
 
 @dataclass(frozen=True)
 class Job:
-    """``ffcv-ssl <kind> ...`` for one point of a sweep's grid.
+    """``ffcv-ssl <kind> ...`` for one point of a sweep's grid; subclasses say how the library runs it.
 
     Attributes:
         name: ``stage[var=value,...]``, unique in the sweep.
-        args: the argv after the subcommand (write) or the key=value overrides (pretrain, eval).
+        args: the argv after the subcommand (write) or the key=value overrides (pretrain, eval): for display.
+        config: the YAML config file (pretrain, eval; "" for none): for display.
         inputs / outputs: files it needs / produces (absolute or relative to the submit directory).
+        cfg: the typed config the job runs with. Left out of the hash (configs are mutable dataclasses), so
+            jobs stay hashable; equality still compares it.
     """
 
     name: str
@@ -59,6 +54,7 @@ class Job:
     eval_kind: str
     inputs: Tuple[str, ...]
     outputs: Tuple[str, ...]
+    cfg: Any = field(hash=False)
 
     def done(self) -> bool:
         return bool(self.outputs) and all(Path(o).exists() for o in self.outputs)
@@ -69,23 +65,94 @@ class Job:
                 "eval": ("eval", self.eval_kind) + ((self.config,) if self.config else ())}[self.kind]
         return head + self.args
 
+    def run(self, cfg: Any) -> None:
+        """Do the work with ``cfg`` (a copy of ``self.cfg``) by calling the library."""
+        raise NotImplementedError
+
     def __call__(self) -> Dict[str, Any]:
         if self.done():
             return {"job": self.name, "skipped": True, "outputs": list(self.outputs)}
         _export_distributed()
-        _run_cli(self.argv())
+        # a copy: the library may fill in the config it is given, and a requeued or packed job must start
+        # from the config it was built with, as a fresh command line would
+        self.run(copy.deepcopy(self.cfg))
         missing = [o for o in self.outputs if not Path(o).exists()]
         if missing and os.environ.get("RANK", "0") == "0":
             raise RuntimeError(f"{self.name} finished without producing {', '.join(missing)}")
         return {"job": self.name, "skipped": False, "outputs": list(self.outputs)}
 
+    @classmethod
+    def resolve(cls, args: Tuple[str, ...], config: str, eval_kind: str) -> Resolved:
+        """``(cfg, inputs, outputs)`` of a job of this kind; a bad key or value raises here, before submit."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class WriteJob(Job):
+    """``ffcv-ssl write ...``: ``run_write(WriteConfig)``."""
+
+    def run(self, cfg: Any) -> None:
+        from dataset_writers.config import run_write
+
+        run_write(cfg)
+
+    @classmethod
+    def resolve(cls, args: Tuple[str, ...], config: str, eval_kind: str) -> Resolved:
+        from ffcv_ssl.commands.write import parse_write_argv
+
+        cfg = parse_write_argv(args)
+        cfg.validate()
+        return cfg, cfg.inputs(), cfg.outputs()
+
 
 @dataclass(frozen=True)
 class PretrainJob(Job, submitit.helpers.Checkpointable):
-    """A pretraining job: requeued on preemption/timeout, resumed from ``out_dir/checkpoints``."""
+    """``ffcv-ssl pretrain ...``: requeued on preemption/timeout, resumed from ``out_dir/checkpoints``."""
+
+    def run(self, cfg: Any) -> None:
+        from ffcv_ssl.train.engine import pretrain
+
+        pretrain(cfg)
+
+    @classmethod
+    def resolve(cls, args: Tuple[str, ...], config: str, eval_kind: str) -> Resolved:
+        from ffcv_ssl.config import load_config
+        from ffcv_ssl.train.config import TrainConfig
+
+        cfg = load_config(TrainConfig, config or None, args)
+        inputs = [cfg.data.train] + ([cfg.data.val] if cfg.data.val else [])
+        if cfg.init_from:
+            inputs.append(_backbone_file(cfg.init_from))
+        out = Path(cfg.out_dir)
+        return cfg, tuple(inputs), (str(out / "summary.json"), str(out / "backbone.pth"))
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
         return submitit.helpers.DelayedSubmission(self)       # the model state is on disk, not in the pickle
+
+
+@dataclass(frozen=True)
+class EvalJob(Job):
+    """``ffcv-ssl eval KIND ...``: ``run_eval(eval_kind, EvalConfig)``."""
+
+    def run(self, cfg: Any) -> None:
+        from ffcv_ssl.evaluation.runner import run_eval
+
+        run_eval(self.eval_kind, cfg)
+
+    @classmethod
+    def resolve(cls, args: Tuple[str, ...], config: str, eval_kind: str) -> Resolved:
+        from ffcv_ssl.config import load_config
+        from ffcv_ssl.evaluation.config import EvalConfig
+        from ffcv_ssl.evaluation.kinds import EVALUATIONS
+        from ffcv_ssl.evaluation.runner import results_paths
+
+        EVALUATIONS.check(eval_kind, key="eval_kind")
+        cfg = load_config(EvalConfig, config or None, args)
+        inputs = [cfg.train, cfg.test]
+        if eval_kind != "scratch":
+            inputs += [_backbone_file(c) for c in [cfg.checkpoint, *cfg.concat_with]]
+        outputs = tuple(str(p) for p in results_paths(eval_kind, cfg))
+        return cfg, tuple(i for i in inputs if i), outputs
 
 
 @dataclass(frozen=True)
@@ -131,27 +198,6 @@ def member_error(detail: str, job_name: str) -> str:
     return detail
 
 
-def _write_io(args: Tuple[str, ...], config: str, eval_kind: str) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
-    from ffcv_ssl.cli import build_parser
-
-    ns, _ = build_parser().parse_known_args(["write", *args])
-    parts = [re.sub(r":[0-9]+[kKmM]?$", "", p) for p in (ns.part or [])]     # FILE:N -> FILE
-    roots = [ns.root] if ns.root else []
-    return tuple(parts + roots), (str(ns.out),)
-
-
-def _pretrain_io(args: Tuple[str, ...], config: str, eval_kind: str) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
-    from ffcv_ssl.config import load_config
-    from ffcv_ssl.train.config import TrainConfig
-
-    cfg = load_config(TrainConfig, config or None, args)
-    inputs = [cfg.data.train] + ([cfg.data.val] if cfg.data.val else [])
-    if cfg.init_from:
-        inputs.append(_backbone_file(cfg.init_from))
-    out = Path(cfg.out_dir)
-    return tuple(inputs), (str(out / "summary.json"), str(out / "backbone.pth"))
-
-
 def _backbone_file(spec: str) -> str:
     if spec == "random":
         return ""
@@ -159,34 +205,13 @@ def _backbone_file(spec: str) -> str:
     return str(p / "backbone.pth") if p.suffix != ".pth" else str(p)
 
 
-def _eval_io(args: Tuple[str, ...], config: str, eval_kind: str) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
-    from ffcv_ssl.config import load_config
-    from dataset_writers.subsets import budget_name, parse_budget
-    from ffcv_ssl.evaluation.config import EvalConfig
-    from ffcv_ssl.evaluation.kinds import EVALUATIONS
-
-    EVALUATIONS.check(eval_kind, key="eval_kind")
-    cfg = load_config(EvalConfig, config or None, args)
-    inputs = [cfg.train, cfg.test]
-    if eval_kind != "scratch":
-        inputs += [_backbone_file(c) for c in [cfg.checkpoint, *cfg.concat_with]]
-    kind = "linear" if eval_kind == "concat" else eval_kind
-    level = "" if cfg.label_level == "label" else f"-{cfg.label_level}"
-    outputs = [str(Path(cfg.out_dir) / f"{kind}-{budget_name(parse_budget(b))}{level}" / "results.json")
-               for b in cfg.budgets]
-    return tuple(i for i in inputs if i), tuple(outputs)
-
-
-JOB_KINDS: Dict[str, Tuple[type, Callable]] = {
-    "write": (Job, _write_io),
-    "pretrain": (PretrainJob, _pretrain_io),
-    "eval": (Job, _eval_io),
-}
+#: Stage kind -> its job class (``resolve`` builds the config, ``run`` calls the library).
+JOB_KINDS: Dict[str, Type[Job]] = {"write": WriteJob, "pretrain": PretrainJob, "eval": EvalJob}
 
 
 def make_job(kind: str, *, name: str, stage: str, args: Tuple[str, ...], config: str, eval_kind: str) -> Job:
-    """Build the job, resolving its inputs/outputs by loading its config (a bad key fails here, before submit)."""
-    cls, io = JOB_KINDS[kind]
-    inputs, outputs = io(args, config, eval_kind)
+    """Build the job, resolving its typed config, inputs and outputs (a bad key fails here, before submit)."""
+    cls = JOB_KINDS[kind]
+    cfg, inputs, outputs = cls.resolve(tuple(args), config, eval_kind)
     return cls(name=name, stage=stage, kind=kind, args=tuple(args), config=config, eval_kind=eval_kind,
-               inputs=inputs, outputs=outputs)
+               inputs=inputs, outputs=outputs, cfg=cfg)
