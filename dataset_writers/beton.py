@@ -22,16 +22,14 @@ from typing import Any, Callable, Iterator, List, Mapping, Optional, Sequence, T
 
 import multiprocessing as mp
 import numpy as np
-from ffcv.fields.base import Field
-from ffcv.types import ALLOC_TABLE_TYPE, CURRENT_VERSION, TYPE_ID_HANDLER, FieldDescType, HeaderType, get_metadata_type
 
+from ffcv_ssl.ffcv_compat import (ALLOC_TABLE_TYPE, CURRENT_VERSION, DEFAULT_PAGE_SIZE, MIN_PAGE_SIZE, TYPE_ID_HANDLER,
+                                  Field, FieldDescType, HeaderType, get_metadata_type)
 from ffcv_ssl.util import file_sha256
 
 from .beton_check import open_beton
 from .errors import ImageError, WriterError
 
-MIN_PAGE_SIZE = 1 << 21
-DEFAULT_PAGE_SIZE = 1 << 23          # ffcv's default (4 x 2 MiB)
 _SENTINEL = np.uint64(1 << 62)        # placeholder pointers handed out while encoding in a worker
 _ROWS_PER_CHUNK = 8192                # metadata rows buffered before they are written to the file
 
@@ -41,7 +39,10 @@ def _align(ptr: int, page_size: int) -> int:
 
 
 class _CaptureMalloc:
-    """Stands in for ffcv's page allocator inside a worker: hands out private buffers and fake pointers."""
+    """Stands in for ffcv's page allocator inside a worker: hands out private buffers and fake pointers.
+
+    ``Field.encode`` calls it as ffcv 1.0.2's ``malloc`` (see ``ffcv_compat``): ``(pointer, buffer)`` per request.
+    """
 
     def __init__(self) -> None:
         self.buffers: List[np.ndarray] = []

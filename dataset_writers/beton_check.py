@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 import numpy as np
-from ffcv.types import (ALLOC_TABLE_TYPE, CURRENT_VERSION, TYPE_ID_HANDLER, FieldDescType, HeaderType, get_handlers,
-                        get_metadata_type)
-from ffcv.utils import decode_null_terminated_string
+
+from ffcv_ssl.ffcv_compat import (ALLOC_TABLE_TYPE, CURRENT_VERSION, TYPE_ID_HANDLER, FieldDescType, HeaderType,
+                                  decode_null_terminated_string, get_handlers, get_metadata_type)
 
 from .errors import BetonError
 

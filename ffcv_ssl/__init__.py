@@ -5,14 +5,14 @@ Heavy submodules (ffcv, torch, numba) are imported lazily by the code that needs
 """
 import os as _os
 
-from ._ffcv_import import install as _install_ffcv_import_hook
 from ._version import __version__
 from .errors import UserError
+from .ffcv_compat import install_import_hook as _install_ffcv_import_hook
 from .util import cpu_budget as _cpu_budget
 
 __all__ = ["__version__", "UserError"]
 
-_install_ffcv_import_hook()     # numba caches ffcv's import-time typed-dict compile (_ffcv_import.py)
+_install_ffcv_import_hook()     # at ffcv's first import: check its version, cache its typed-dict compile (ffcv_compat.py)
 
 # On a 1-CPU affinity mask (a SLURM task with cpus_per_task=1) numba's TBB layer deadlocks at interpreter exit
 # (unload_tbb waits forever): the work is done, the process never ends. OpenMP, also thread-safe, exits cleanly.

@@ -16,16 +16,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Layer of each module, by longest matching prefix of its dotted name (slurm/ installs as ffcv_ssl.slurm).
 LAYERS: List[tuple[str, List[str]]] = [
-    ("foundation", ["ffcv_ssl", "ffcv_ssl._version", "ffcv_ssl._ffcv_import", "ffcv_ssl.errors", "ffcv_ssl.console",
+    ("foundation", ["ffcv_ssl", "ffcv_ssl._version", "ffcv_ssl.errors", "ffcv_ssl.console",
                     "ffcv_ssl.files", "ffcv_ssl.paths", "ffcv_ssl.config", "ffcv_ssl.runtime",
                     "ffcv_ssl.distributed", "ffcv_ssl.data", "ffcv_ssl.util", "ffcv_ssl.registry",
-                    "dataset_writers.errors"]),
+                    "ffcv_ssl.ffcv_compat", "dataset_writers.errors"]),
     ("readers", ["dataset_writers.readers", "dataset_writers.registry", "dataset_writers.records",
                  "dataset_writers.images"]),
     ("subsets/corruptions", ["dataset_writers.subsets", "dataset_writers.corruptions", "dataset_writers.manifest"]),
     ("beton", ["dataset_writers", "dataset_writers.beton", "dataset_writers.beton_check", "dataset_writers.write",
-               "dataset_writers.pool", "dataset_writers.output", "dataset_writers.inspect",
-               "dataset_writers.locks", "dataset_writers.ffcv_compat", "dataset_writers.config"]),
+               "dataset_writers.pool", "dataset_writers.output", "dataset_writers.inspect", "dataset_writers.config"]),
     ("views", ["ffcv_ssl.ops", "ffcv_ssl.loading"]),
     ("objectives/models", ["ffcv_ssl.objectives", "ffcv_ssl.models", "ffcv_ssl.small_resnets", "ffcv_ssl.optim",
                            "ffcv_ssl.checkpoint", "ffcv_ssl.backbones"]),

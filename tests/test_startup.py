@@ -8,11 +8,11 @@ ROOT = Path(__file__).resolve().parents[1]
 PROBE = """
 import sys
 import ffcv_ssl
-from ffcv_ssl import _ffcv_import
-hooked = _ffcv_import._FINDER in sys.meta_path
+from ffcv_ssl import ffcv_compat
+hooked = ffcv_compat._FINDER in sys.meta_path
 import ffcv.fields.rgb_image                      # builds ffcv's numba typed Dict at import
 from numba.typed import typeddict
-print(hooked, _ffcv_import._FINDER in sys.meta_path, type(typeddict._setitem._cache).__name__,
+print(hooked, ffcv_compat._FINDER in sys.meta_path, type(typeddict._setitem._cache).__name__,
       type(typeddict._make_dict._cache).__name__, dict(ffcv.fields.rgb_image.IMAGE_MODES))
 """
 
@@ -27,8 +27,8 @@ def test_importing_ffcv_through_ffcv_ssl_caches_its_typed_dict_compile():
 
 
 def test_hook_does_nothing_when_ffcv_was_imported_first():
-    probe = ("import ffcv.fields.rgb_image, sys; import ffcv_ssl; from ffcv_ssl import _ffcv_import; "
-             "print(_ffcv_import._FINDER in sys.meta_path)")
+    probe = ("import ffcv.fields.rgb_image, sys; import ffcv_ssl; from ffcv_ssl import ffcv_compat; "
+             "print(ffcv_compat._FINDER in sys.meta_path)")
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
