@@ -60,7 +60,7 @@ def _colour_params(n: int, views: int, size: int, seed: int = 0):
     from ffcv_ssl.ops.decoder import recipes_to_arrays
     from ffcv_ssl.ops.views import COLOUR_COLS, PARAM_FLOATS, PARAM_INTS, colour_params, draw_params
 
-    vf, vi = recipes_to_arrays([ViewConfig(size=size).recipe()] * views)
+    vf, vi = recipes_to_arrays([ViewConfig(size=size)] * views)
     pint = np.zeros((n, views, PARAM_INTS), np.int64)
     pflt = np.zeros((n, views, PARAM_FLOATS), np.float64)
     draw_params(np.arange(n, dtype=np.int64), np.full(n, 375, np.int64), np.full(n, 500, np.int64),

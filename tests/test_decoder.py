@@ -27,6 +27,7 @@ from loader_support import (ID_OFFSET, drawn_params, identity_stats, pil_view, p
                             varied_photos, views_uint8, write_beton)
 from ffcv_ssl.loading import DataConfig, ViewConfig, ViewLoader, make_loader
 from ffcv_ssl.ops.decoder import recipes_to_arrays
+from ffcv_ssl.ops.recipe import expand_views
 from ffcv_ssl.ops.resize import max_taps
 from ffcv_ssl.ops.views import (I_BLUR_RADIUS, I_OUT_H, I_OUT_W, P_CH, P_CW, P_FLIP, P_LEFT, P_TOP,
                                 half_scale_allowed, render_views)
@@ -51,7 +52,7 @@ def _epoch(loader: ViewLoader, epoch: int = 0):
 def _compare_with_pil(path: Path, loader: ViewLoader, view: ViewConfig, size: int):
     """PSNR of every (sample, view) against PIL on the stored JPEG, and whether its sample took the 1/2 path."""
     imgs = stored_images(path)
-    recipes = [view.recipe()] * view.count
+    recipes = expand_views([view])
     _, vi = recipes_to_arrays(recipes)
     rows, seen = [], []
     for batch in _epoch(loader):
@@ -135,7 +136,7 @@ def raw_batches(betons):
 
 def _reference_views(img: np.ndarray, position: int, epoch: int) -> np.ndarray:
     """The kernels outside the Loader, on the stored pixels: (V, Hmax, Wmax * 3) uint8."""
-    recipes = [g.recipe() for g in RAW_GROUPS for _ in range(g.count)]
+    recipes = expand_views(RAW_GROUPS)
     _, vi = recipes_to_arrays(recipes)
     h, w, _ = img.shape
     pint, pflt = drawn_params(recipes, [h], [w], [position], SEED, epoch)

@@ -82,11 +82,12 @@ def test_device_colour_on_cuda_equals_cpu_tensors():
     """The batched torch ops give the same grey levels on CUDA as on CPU tensors, for drawn parameters."""
     import numpy as np
 
-    from ffcv_ssl.ops.decoder import ViewRecipe, recipes_to_arrays
+    from ffcv_ssl.ops.decoder import recipes_to_arrays
     from ffcv_ssl.ops.device_colour import apply_colour
+    from ffcv_ssl.ops.recipe import ViewConfig
     from ffcv_ssl.ops.views import COLOUR_COLS, PARAM_FLOATS, PARAM_INTS, colour_params, draw_params
 
-    recipe = ViewRecipe(size=(224, 224), jitter_p=1.0, gray_p=0.3, blur_p=0.7, solarize_p=0.3)
+    recipe = ViewConfig(size=224, jitter_p=1.0, gray_p=0.3, blur_p=0.7, solarize_p=0.3)
     vf, vi = recipes_to_arrays([recipe])
     n = 64
     pint = np.zeros((n, 1, PARAM_INTS), np.int64)

@@ -14,7 +14,8 @@ import torch
 
 from ffcv_ssl.ops import color
 from ffcv_ssl.ops import device_colour as dc
-from ffcv_ssl.ops.decoder import ViewRecipe, recipes_to_arrays
+from ffcv_ssl.ops.decoder import recipes_to_arrays
+from ffcv_ssl.ops.recipe import ViewConfig
 from ffcv_ssl.ops.resize import max_taps
 from ffcv_ssl.ops.views import (COLOUR_COLS, C_BLUR, C_GRAY, C_JITTER, C_SOLAR, PARAM_FLOATS, PARAM_INTS,
                                 colour_params, draw_params, render_views)
@@ -87,10 +88,10 @@ def test_blur_on_views_smaller_than_the_kernel():
 
 
 RECIPES = {
-    "simclr": [ViewRecipe(size=(64, 64)), ViewRecipe(size=(48, 48))],
-    "byol": [ViewRecipe(size=(56, 56), blur_p=1.0, solarize_p=0.0),
-             ViewRecipe(size=(56, 56), blur_p=0.1, solarize_p=0.2)],
-    "strong": [ViewRecipe(size=(40, 52), jitter_p=1.0, jitter=(0.9, 0.9, 0.9, 0.5), gray_p=0.3, blur_p=0.7,
+    "simclr": [ViewConfig(size=64), ViewConfig(size=48)],
+    "byol": [ViewConfig(size=56, blur_p=1.0, solarize_p=0.0),
+             ViewConfig(size=56, blur_p=0.1, solarize_p=0.2)],
+    "strong": [ViewConfig(size=40, width=52, jitter_p=1.0, jitter=(0.9, 0.9, 0.9, 0.5), gray_p=0.3, blur_p=0.7,
                           solarize_p=0.5, solarize_threshold=100.0)],
 }
 
@@ -124,7 +125,7 @@ def test_split_mode_equals_cpu_complete_sample_by_sample(name):
     vi, full, crops, cols = _render_both(img, recipes, list(range(40)))
     touched = np.zeros(4, int)
     for v, r in enumerate(recipes):
-        h, w = r.size
+        h, w = r.shape
         got = dc.apply_colour(torch.from_numpy(crops[:, v, :h, :w].copy()), torch.from_numpy(cols[:, v]),
                               int(vi[v, 3])).numpy()
         for b in range(len(got)):
@@ -139,7 +140,7 @@ def test_split_mode_equals_cpu_complete_sample_by_sample(name):
 
 def test_split_crops_are_the_host_views_before_colour():
     """With the colour switched off in the recipe, both modes write identical bytes (geometry is shared)."""
-    plain = [ViewRecipe(size=(64, 64), jitter_p=0.0, gray_p=0.0, blur_p=0.0)]
+    plain = [ViewConfig(size=64, jitter_p=0.0, gray_p=0.0, blur_p=0.0)]
     _, full, crops, cols = _render_both(_resized("astronaut", (131, 97)), plain, list(range(10)))
     assert np.array_equal(full, crops)
     assert (cols[..., C_JITTER] == 0).all() and (cols[..., C_GRAY] == 0).all() and (cols[..., C_BLUR] == 0).all()
@@ -208,7 +209,7 @@ def test_masked_form_equals_the_subset_form_and_the_host():
         recipes = RECIPES[name]
         vi, full, crops, cols = _render_both(_resized("china", (140, 190)), recipes, list(range(24)))
         for v, r in enumerate(recipes):
-            h, w = r.size
+            h, w = r.shape
             x, p = torch.from_numpy(crops[:, v, :h, :w].copy()), torch.from_numpy(cols[:, v])
             masked = dc.apply_colour_masked(x, p, int(vi[v, 3]))
             assert torch.equal(masked, dc.apply_colour(x, p, int(vi[v, 3])))
@@ -220,7 +221,7 @@ def test_compiled_colour_equals_the_host_kernels():
     """torch.compile of the masked form (inductor; minutes to compile on a busy 2-core machine)."""
     recipes = RECIPES["strong"]
     vi, full, crops, cols = _render_both(_resized("coffee", (150, 210)), recipes, list(range(16)))
-    h, w = recipes[0].size
+    h, w = recipes[0].shape
     got = dc.compiled_colour()(torch.from_numpy(crops[:, 0, :h, :w].copy()), torch.from_numpy(cols[:, 0]),
                                int(vi[0, 3])).numpy()
     d = np.abs(got - full[:, 0, :h, :w])

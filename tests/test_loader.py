@@ -23,6 +23,7 @@ from loader_support import ID_OFFSET, drawn_params, identity_stats, varied_photo
 from ffcv_ssl.errors import ConfigError, UserError
 from ffcv_ssl.loading import Batch, DataConfig, ViewConfig, ViewLoader, make_loader
 from ffcv_ssl.loading.finish import ViewFinisher
+from ffcv_ssl.ops.recipe import expand_views
 
 N = 24
 SIMCLR = [ViewConfig(count=2, size=32, solarize_p=0.2)]          # the full SimCLR recipe (+ BYOL's solarize)
@@ -100,7 +101,7 @@ def test_epochs_seeds_and_views_differ(alone):
 
 
 def test_parameter_draw_does_not_depend_on_batch_composition():
-    recipes = [v.recipe() for v in SIMCLR for _ in range(v.count)]
+    recipes = expand_views(SIMCLR)
     ids = np.array([11, 3, 7, 19, 0])
     hs, ws = np.array([100, 80, 120, 64, 90]), np.array([70, 110, 95, 64, 130])
     pint, pflt = drawn_params(recipes, hs, ws, ids, seed=7, epoch=2)

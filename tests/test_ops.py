@@ -28,7 +28,8 @@ from ffcv_ssl.ops import color
 from ffcv_ssl.ops._rng import derive_key
 from ffcv_ssl.ops.blur import gaussian_blur, kernel_size_for
 from ffcv_ssl.ops.crops import random_resized_crop
-from ffcv_ssl.ops.decoder import ViewRecipe, recipes_to_arrays
+from ffcv_ssl.ops.decoder import recipes_to_arrays
+from ffcv_ssl.ops.recipe import ViewConfig
 from ffcv_ssl.ops.resize import max_taps, resize_crop
 from ffcv_ssl.ops.views import (P_BLUR, P_CH, P_CW, P_FLIP, P_GRAY, P_JITTER, P_LEFT, P_ORDER, P_TOP, PARAM_FLOATS,
                                 PARAM_INTS, Q_FACTORS, Q_SIGMA, Q_SOLAR, draw_params, render_views)
@@ -427,8 +428,8 @@ def test_render_views_applies_the_drawn_recipe_like_torchvision():
     isolates the plumbing: jitter order and factors, grayscale, blur sigma, solarize, flip.
     """
     img = _resized("coffee", (150, 210))
-    full = ViewRecipe(size=(64, 64), jitter=(0.8, 0.8, 0.8, 0.2), blur_p=0.5, solarize_p=0.4)
-    plain = ViewRecipe(size=(64, 64), jitter_p=0.0, gray_p=0.0, blur_p=0.0, solarize_p=0.0)
+    full = ViewConfig(size=64, jitter=(0.8, 0.8, 0.8, 0.2), blur_p=0.5, solarize_p=0.4)
+    plain = ViewConfig(size=64, jitter_p=0.0, gray_p=0.0, blur_p=0.0, solarize_p=0.0)
     seen = {"jitter": 0, "gray": 0, "blur": 0, "solar": 0, "flip": 0}
     for sample in range(24):
         out, (p,), (q,) = _render(img, [full], sample)
@@ -455,7 +456,7 @@ def test_render_views_applies_the_drawn_recipe_like_torchvision():
 
 
 def test_drawn_parameters_follow_the_recipe_ranges():
-    recipe = ViewRecipe(size=(32, 32), jitter=(0.4, 0.3, 0.2, 0.1), blur_sigma=(0.3, 1.5), solarize_p=0.2,
+    recipe = ViewConfig(size=32, jitter=(0.4, 0.3, 0.2, 0.1), blur_sigma=(0.3, 1.5), solarize_p=0.2,
                         solarize_threshold=100.0, flip_p=0.5, jitter_p=0.8, gray_p=0.2, blur_p=0.5)
     _, _, pint, pflt = _draw([recipe], 200, 300, sample_ids=tuple(range(4000)))
     p, q = pint[:, 0], pflt[:, 0]

@@ -494,7 +494,7 @@ class DecodeWhereScalingApplies(_ScaledDecode):
         from ..ops.views import PARAM_FLOATS, PARAM_INTS, draw_params, half_scale_allowed
 
         t = self.task
-        vf, vi = recipes_to_arrays([ViewConfig(size=t.size).recipe()] * t.views)
+        vf, vi = recipes_to_arrays([ViewConfig(size=t.size)] * t.views)
         n = len(positions)
         pint = np.empty((n, t.views, PARAM_INTS), np.int64)
         pflt = np.empty((n, t.views, PARAM_FLOATS), np.float64)

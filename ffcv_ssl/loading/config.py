@@ -1,8 +1,9 @@
-"""Typed config of the loaders: views (augmentation recipes) and how a beton is read.
+"""Typed config of the loaders: how a beton is read, its views, and the evaluation/supervised view presets.
 
-Defaults are SimCLR's (Chen et al. 2020, App. A; ``../shared/design.md`` §1). The recipes of the other
-pipelines are just values: supervised training is one view without colour or blur, BYOL's asymmetric
-views are two view groups (blur 1.0 / 0.1, solarize 0 / 0.2); see ``configs/``.
+A view group is a ``ViewConfig`` (``ops/recipe.py``; the kernels read the same type). Defaults are SimCLR's
+(Chen et al. 2020, App. A; ``../shared/design.md`` §1). The recipes of the other pipelines are just values:
+supervised training is one view without colour or blur, BYOL's asymmetric views are two view groups
+(blur 1.0 / 0.1, solarize 0 / 0.2); see ``configs/``.
 """
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
@@ -10,49 +11,12 @@ from typing import List, Optional, Tuple
 from omegaconf import MISSING
 
 from ..errors import ConfigError
+from ..ops.recipe import ViewConfig
 
 ORDERS = ("random", "quasi_random", "sequential")
 COLOUR_ON = ("auto", "host", "device")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass
-class ViewConfig:
-    """``count`` views drawn with one recipe (cf. solo-learn's ``num_crops``)."""
-
-    count: int = 1
-    size: int = 224                       # output side in pixels
-    crop: str = "random"                  # random (RandomResizedCrop) | center (eval crop) | full
-    scale: Tuple[float, float] = (0.08, 1.0)
-    ratio: Tuple[float, float] = (0.75, 1.3333333333333333)
-    center_ratio: float = 0.875           # crop side / shorter side, for crop=center (224/256)
-    flip_p: float = 0.5
-    jitter_p: float = 0.8                 # colour jitter applied with this probability ...
-    jitter: Tuple[float, float, float, float] = (0.8, 0.8, 0.8, 0.2)  # ... brightness, contrast, saturation, hue
-    gray_p: float = 0.2
-    blur_p: float = 0.5
-    blur_sigma: Tuple[float, float] = (0.1, 2.0)
-    blur_kernel: float = 0.1              # kernel size as a fraction of the view side (SimCLR: 10%)
-    solarize_p: float = 0.0
-    solarize_threshold: float = 128.0
-
-    def validate(self) -> None:
-        if self.count < 1:
-            raise ConfigError(f"view count={self.count} must be >= 1")
-        try:
-            self.recipe().validate()
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-
-    def recipe(self):
-        from ..ops.decoder import ViewRecipe
-
-        return ViewRecipe(size=(self.size, self.size), crop=self.crop, scale=tuple(self.scale),
-                          ratio=tuple(self.ratio), center_ratio=self.center_ratio, flip_p=self.flip_p,
-                          jitter_p=self.jitter_p, jitter=tuple(self.jitter), gray_p=self.gray_p,
-                          blur_p=self.blur_p, blur_sigma=tuple(self.blur_sigma), blur_kernel=self.blur_kernel,
-                          solarize_p=self.solarize_p, solarize_threshold=self.solarize_threshold)
 
 
 def eval_view(size: int = 224, center_ratio: float = 0.875) -> ViewConfig:
@@ -108,7 +72,3 @@ class DataConfig:
             raise ConfigError("data.views must list at least one view")
         for v in self.views:
             v.validate()
-
-    def recipes(self) -> list:
-        """One ``ViewRecipe`` per output view, groups expanded by ``count``."""
-        return [v.recipe() for v in self.views for _ in range(v.count)]

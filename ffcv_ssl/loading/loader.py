@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
+from ..ops.recipe import expand_views
 from ..runtime import configure_numba
 from ..util import cpu_budget
 from .config import DataConfig, ViewConfig
@@ -196,11 +197,11 @@ class ViewLoader:
         self.device = torch.device(device)
         self.num_workers = int(num_workers) or cpu_budget()
         self.seed = int(seed)
-        recipes = [v.recipe() for v in views for _ in range(v.count)]
+        per_view = expand_views(views)
         self.colour_on = resolve_colour_on(colour_on, self.device)
-        if not any(r.jitter_p > 0 or r.gray_p > 0 or r.blur_p > 0 or r.solarize_p > 0 for r in recipes):
+        if not any(v.jitter_p > 0 or v.gray_p > 0 or v.blur_p > 0 or v.solarize_p > 0 for v in per_view):
             self.colour_on = "host"       # nothing to split (evaluation, supervised views): no parameter pipeline
-        self.decoder = MultiViewDecoder(recipes, seed=self.seed, half_scale=half_scale_decode,
+        self.decoder = MultiViewDecoder(per_view, seed=self.seed, half_scale=half_scale_decode,
                                         roi_fraction=roi_decode_fraction, host_colour=self.colour_on == "host")
         on_cuda = self.device.type == "cuda"
         to_device = [ToDevice(self.device, non_blocking=True)] if on_cuda else []
@@ -242,7 +243,7 @@ class ViewLoader:
         if len(self.loader) == 0:
             raise UserError(f"{path}: fewer samples ({len(self.loader.indices)}) than one batch of "
                             f"{batch_size}; lower the batch size or pass drop_last=False")
-        self.finisher = ViewFinisher([(r.size[0], r.size[1]) for r in recipes], mean, std, dtype, channels_last,
+        self.finisher = ViewFinisher([v.shape for v in per_view], mean, std, dtype, channels_last,
                                      blur_radii=[int(r) for r in self.decoder.vi[:, I_BLUR_RADIUS]],
                                      compile_colour=colour_compile)
         self.epoch = 0
@@ -251,7 +252,7 @@ class ViewLoader:
 
     @property
     def num_views(self) -> int:
-        return len(self.decoder.recipes)
+        return len(self.decoder.views)
 
     def __len__(self) -> int:
         return len(self.loader)

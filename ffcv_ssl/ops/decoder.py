@@ -14,7 +14,7 @@ GPU-split mode (``host_colour=False``): the kernel stops after crop + resize + f
 a second decoder of the same field, delivers the colour parameters drawn from the same keys; the
 consumer's device then applies them (``device_colour.py``), freeing the host's cores.
 """
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Callable, Optional, Sequence, Tuple
 
 import math
@@ -27,70 +27,27 @@ from ffcv.pipeline.state import State
 from ffcv.utils import cast_int_to_byte_ptr
 
 from .blur import kernel_size_for
+from .recipe import ViewConfig
 from .resize import max_taps
 from .views import (CROP_CENTER, CROP_FULL, CROP_RANDOM, F_BLUR_P, F_BRIGHT, F_CENTER, F_CONTRAST, F_FLIP_P,
                     F_GRAY_P, F_HUE, F_JITTER_P, F_LOGR_HI, F_LOGR_LO, F_SAT, F_SCALE_HI, F_SCALE_LO,
                     F_SIG_HI, F_SIG_LO, F_SOLAR_P, F_SOLAR_T, I_BLUR_RADIUS, I_CROP_MODE, I_OUT_H, I_OUT_W,
                     COLOUR_COLS, VIEW_FLOATS, VIEW_INTS, colour_batch, render_batch)
 
-CROP_MODES = {"random": CROP_RANDOM, "center": CROP_CENTER, "full": CROP_FULL}
+CROP_MODES = {"random": CROP_RANDOM, "center": CROP_CENTER, "full": CROP_FULL}   # the names of recipe.CROPS
 
 
-@dataclass(frozen=True)
-class ViewRecipe:
-    """One view's augmentation; defaults are SimCLR's (arXiv 2002.05709, App. A).
+def recipes_to_arrays(views: Sequence[ViewConfig]) -> Tuple[np.ndarray, np.ndarray]:
+    """Kernel form of the views: (V, VIEW_FLOATS) float64 and (V, VIEW_INTS) int64, one row per view.
 
-    ``crop``: ``random`` (RandomResizedCrop with ``scale``/``ratio``), ``center`` (square centre crop
-    of side ``center_ratio`` x the shorter side, the evaluation crop) or ``full`` (resize the whole
-    image). ``blur_kernel`` is the kernel size as a fraction of the view side (SimCLR: 10%).
+    ``views`` holds one ``ViewConfig`` per output view (``recipe.expand_views`` of the groups); a group
+    with ``count`` > 1 here would silently render one view, so it is refused.
     """
-
-    size: Tuple[int, int] = (224, 224)
-    crop: str = "random"
-    scale: Tuple[float, float] = (0.08, 1.0)
-    ratio: Tuple[float, float] = (3 / 4, 4 / 3)
-    center_ratio: float = 0.875
-    flip_p: float = 0.5
-    jitter_p: float = 0.8
-    jitter: Tuple[float, float, float, float] = (0.8, 0.8, 0.8, 0.2)
-    gray_p: float = 0.2
-    blur_p: float = 0.5
-    blur_sigma: Tuple[float, float] = (0.1, 2.0)
-    blur_kernel: float = 0.1
-    solarize_p: float = 0.0
-    solarize_threshold: float = 128.0
-
-    def validate(self) -> "ViewRecipe":
-        probs = {"flip_p": self.flip_p, "jitter_p": self.jitter_p, "gray_p": self.gray_p,
-                 "blur_p": self.blur_p, "solarize_p": self.solarize_p}
-        for name, p in probs.items():
-            if not 0.0 <= p <= 1.0:
-                raise ValueError(f"view {name}={p} must be a probability in [0, 1]")
-        if self.crop not in CROP_MODES:
-            raise ValueError(f"view crop={self.crop!r} must be one of {', '.join(CROP_MODES)}")
-        if min(self.size) < 1:
-            raise ValueError(f"view size={self.size} must be positive")
-        if not 0.0 < self.scale[0] <= self.scale[1] <= 1.0:
-            raise ValueError(f"view scale={self.scale} must satisfy 0 < min <= max <= 1")
-        if not 0.0 < self.ratio[0] <= self.ratio[1]:
-            raise ValueError(f"view ratio={self.ratio} must satisfy 0 < min <= max")
-        if not 0.0 < self.center_ratio <= 1.0:
-            raise ValueError(f"view center_ratio={self.center_ratio} must be in (0, 1]")
-        b, c, s, h = self.jitter
-        if min(b, c, s) < 0 or not 0.0 <= h <= 0.5:
-            raise ValueError(f"view jitter={self.jitter}: strengths must be >= 0 and hue in [0, 0.5]")
-        if not 0.0 < self.blur_sigma[0] <= self.blur_sigma[1]:
-            raise ValueError(f"view blur_sigma={self.blur_sigma} must satisfy 0 < min <= max")
-        if not 0.0 <= self.solarize_threshold <= 255.0:
-            raise ValueError(f"view solarize_threshold={self.solarize_threshold} must be in [0, 255]")
-        return self
-
-
-def recipes_to_arrays(recipes: Sequence[ViewRecipe]) -> Tuple[np.ndarray, np.ndarray]:
-    """Kernel form of the recipes: (V, VIEW_FLOATS) float64 and (V, VIEW_INTS) int64."""
-    vf = np.zeros((len(recipes), VIEW_FLOATS), np.float64)
-    vi = np.zeros((len(recipes), VIEW_INTS), np.int64)
-    for v, r in enumerate(recipes):
+    vf = np.zeros((len(views), VIEW_FLOATS), np.float64)
+    vi = np.zeros((len(views), VIEW_INTS), np.int64)
+    for v, r in enumerate(views):
+        if r.count != 1:
+            raise ValueError(f"view {v} has count={r.count}: pass expand_views(groups), one ViewConfig per view")
         r.validate()
         vf[v, F_SCALE_LO], vf[v, F_SCALE_HI] = r.scale
         vf[v, F_LOGR_LO], vf[v, F_LOGR_HI] = math.log(r.ratio[0]), math.log(r.ratio[1])
@@ -103,17 +60,17 @@ def recipes_to_arrays(recipes: Sequence[ViewRecipe]) -> Tuple[np.ndarray, np.nda
         vf[v, F_SIG_LO], vf[v, F_SIG_HI] = r.blur_sigma
         vf[v, F_SOLAR_P] = r.solarize_p
         vf[v, F_SOLAR_T] = r.solarize_threshold
-        vi[v, I_OUT_H], vi[v, I_OUT_W] = r.size
+        vi[v, I_OUT_H], vi[v, I_OUT_W] = r.shape
         vi[v, I_CROP_MODE] = CROP_MODES[r.crop]
-        vi[v, I_BLUR_RADIUS] = kernel_size_for(min(r.size), r.blur_kernel) // 2 if r.blur_p > 0 else 0
+        vi[v, I_BLUR_RADIUS] = kernel_size_for(min(r.shape), r.blur_kernel) // 2 if r.blur_p > 0 else 0
     return vf, vi
 
 
 class MultiViewDecoder(Operation):
-    """Decoder for ``RGBImageField``: one decode per sample, ``len(recipes)`` views out.
+    """Decoder for ``RGBImageField``: one decode per sample, ``len(views)`` views out.
 
     Args:
-        recipes: one ``ViewRecipe`` per output view.
+        views: one ``ViewConfig`` per output view (``recipe.expand_views`` of the groups).
         seed: augmentation seed (with the epoch, see ``set_epoch``, and the sample id it keys every draw).
         half_scale: allow libjpeg-turbo's 1/2 DCT-scaled decode when every crop permits it.
         roi_fraction: decode only the union of a sample's crops when it covers at most this fraction of
@@ -123,14 +80,14 @@ class MultiViewDecoder(Operation):
             stops after crop + resize + flip (GPU-split mode, see ``ColourParams``).
     """
 
-    def __init__(self, recipes: Sequence[ViewRecipe], seed: int = 0, half_scale: bool = True,
+    def __init__(self, views: Sequence[ViewConfig], seed: int = 0, half_scale: bool = True,
                  roi_fraction: float = 0.0, host_colour: bool = True):
         super().__init__()
         self.host_colour = bool(host_colour)
-        if not recipes:
-            raise ValueError("MultiViewDecoder needs at least one view recipe")
-        self.recipes = tuple(recipes)
-        self.vf, self.vi = recipes_to_arrays(self.recipes)
+        if not views:
+            raise ValueError("MultiViewDecoder needs at least one view")
+        self.views = tuple(views)
+        self.vf, self.vi = recipes_to_arrays(self.views)
         self.seed = int(seed) & 0xFFFFFFFFFFFFFFFF
         self.half_scale = bool(half_scale)
         if not 0.0 <= roi_fraction <= 1.0:
@@ -152,7 +109,7 @@ class MultiViewDecoder(Operation):
         # decode buffers are sized per sample by its own area (and allocated per thread at run time),
         # never as max height x max width of the dataset (ffcv's memory blow-up, loading.md §1.4)
         self.max_area = int((heights * widths).max()) if len(heights) else 1
-        shape = (len(self.recipes), self.out_h, self.out_w, 3)
+        shape = (len(self.views), self.out_h, self.out_w, 3)
         dtype = np.dtype("<u1")
         return replace(previous_state, jit_mode=True, shape=shape, dtype=dtype), AllocationQuery(shape, dtype)
 
@@ -163,7 +120,7 @@ class MultiViewDecoder(Operation):
         # kernel called as a jitted function: ~3 s of re-linking).
         mem_read = self.memory_read
         vf, vi = self.vf, self.vi
-        n_views = len(self.recipes)
+        n_views = len(self.views)
         out_h, out_w = self.out_h, self.out_w
         seed = np.uint64(self.seed)
         state_addr = self._state.ctypes.data
@@ -220,13 +177,13 @@ class ColourParams(Operation):
         self.decoder = decoder
 
     def declare_state_and_memory(self, previous_state: State) -> Tuple[State, Optional[AllocationQuery]]:
-        shape = (len(self.decoder.recipes), COLOUR_COLS)
+        shape = (len(self.decoder.views), COLOUR_COLS)
         dtype = np.dtype("<f8")
         return replace(previous_state, jit_mode=True, shape=shape, dtype=dtype), AllocationQuery(shape, dtype)
 
     def generate_code(self) -> Callable:
         vf, vi = self.decoder.vf, self.decoder.vi
-        n_views = len(self.decoder.recipes)
+        n_views = len(self.decoder.views)
         seed = np.uint64(self.decoder.seed)
         state_addr = self.decoder._state.ctypes.data
 
