@@ -13,9 +13,9 @@ from __future__ import annotations
 import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
 import numpy as np
 from ffcv.fields import IntField, RGBImageField
@@ -25,7 +25,8 @@ from ffcv_ssl.console import progress_bar
 from .beton import _SENTINEL, OrderedBetonFile, sha256_file, verify_beton
 from .beton_check import check_beton_path, open_beton
 from .errors import BetonError, WriterError
-from .manifest import INLINE_IDS_MAX, ids_digest, manifest_path, read_manifest, write_manifest
+from .manifest import (INLINE_IDS_MAX, Ids, ImageStats, Manifest, Source, Subset, WriteInfo, ids_digest,
+                       manifest_path, read_manifest)
 from .subsets import nested_subset, subset_record
 from .output import claim_output, os_error, temp_path
 from .write import _image_stats
@@ -80,11 +81,10 @@ class _Part:
         if not isinstance(self.reader.handlers["image"], RGBImageField):
             raise WriterError(f"--part {part.spec}: its 'image' field is not an RGB image field")
         n = int(self.reader.num_samples)
-        if n != int(self.manifest.get("num_samples", -1)):
+        if n != self.manifest.num_samples:
             raise WriterError(f"--part {part.spec}: header says {n} samples, manifest says "
-                              f"{self.manifest.get('num_samples')}; rewrite the beton")
-        self.sha256 = self.manifest.get("sha256", "")
-        if verify and sha256_file(part.path) != self.sha256:
+                              f"{self.manifest.num_samples}; rewrite the beton")
+        if verify and sha256_file(part.path) != self.manifest.sha256:
             raise WriterError(f"--part {part.spec}: sha256 differs from its manifest (file changed since written); "
                               "rewrite it")
         meta = self.reader.metadata
@@ -96,10 +96,9 @@ class _Part:
         order = np.argsort(table["ptr"])
         self.ptrs, self.sizes = table["ptr"][order], table["size"][order]
         self.data = np.memmap(part.path, dtype="<u1", mode="r")
-        self.num_classes = int(self.manifest.get("num_classes", int(self.labels.max()) + 1))
-        if len(self.labels) and int(self.labels.max()) >= self.num_classes:
-            raise WriterError(f"--part {part.spec}: label {int(self.labels.max())} >= num_classes {self.num_classes} "
-                              "in its manifest; rewrite the beton")
+        if len(self.labels) and int(self.labels.max()) >= self.manifest.num_classes:
+            raise WriterError(f"--part {part.spec}: label {int(self.labels.max())} >= num_classes "
+                              f"{self.manifest.num_classes} in its manifest; rewrite the beton")
 
     def stored_bytes(self, i: int) -> np.ndarray:
         ptr = self.image[i]["data_ptr"]
@@ -110,7 +109,7 @@ class _Part:
 
 
 def write_pool(parts: Sequence[Union[str, PoolPart]], out: os.PathLike | str, *, seed: int = 0, balanced: bool = False,
-               overwrite: bool = False, verify_parts: bool = False, description: str = "pool") -> Dict[str, Any]:
+               overwrite: bool = False, verify_parts: bool = False, description: str = "pool") -> Manifest:
     """Write the pool of ``parts`` to ``out`` (+ manifest); returns the manifest.
 
     Args:
@@ -126,7 +125,7 @@ def write_pool(parts: Sequence[Union[str, PoolPart]], out: os.PathLike | str, *,
 
 
 def _write_pool(specs: List[PoolPart], out: Path, seed: int, balanced: bool, verify_parts: bool,
-                description: str) -> Dict[str, Any]:
+                description: str) -> Manifest:
     opened = [_Part(p, verify_parts) for p in specs]
     if any(o.part.path.resolve() == out.resolve() for o in opened):
         raise WriterError(f"--out {out} is also a --part; choose another output name")
@@ -147,7 +146,7 @@ def _write_pool(specs: List[PoolPart], out: Path, seed: int, balanced: bool, ver
     sizes = np.zeros((total, 4), dtype=np.int32)
     stored = 0
     t0 = time.perf_counter()
-    offsets = np.cumsum([0] + [o.num_classes for o in opened])
+    offsets = np.cumsum([0] + [o.manifest.num_classes for o in opened])
     try:
         writer = OrderedBetonFile(tmp, fields, total, page_size)
         with progress_bar("rate") as bar:
@@ -174,7 +173,7 @@ def _write_pool(specs: List[PoolPart], out: Path, seed: int, balanced: bool, ver
         verify_beton(tmp, total)
         manifest = _pool_manifest(opened, selections, offsets, labels_out, ids_out, sizes, stored, seed, balanced,
                                   sha256_file(tmp), time.perf_counter() - t0)
-        write_manifest(manifest_path(out), manifest)
+        manifest.save(manifest_path(out))
         os.replace(tmp, out)
     except BaseException as exc:
         if writer is not None:
@@ -188,45 +187,42 @@ def _write_pool(specs: List[PoolPart], out: Path, seed: int, balanced: bool, ver
 
 def _pool_manifest(opened: List[_Part], selections: List[np.ndarray], offsets: np.ndarray, labels: np.ndarray,
                    ids: np.ndarray, sizes: np.ndarray, stored: int, seed: int, balanced: bool, sha256: str,
-                   elapsed: float) -> Dict[str, Any]:
+                   elapsed: float) -> Manifest:
     sources, class_names = [], []
     for k, (o, sel) in enumerate(zip(opened, selections)):
         m = o.manifest
-        names = list(m.get("class_names", [str(c) for c in range(o.num_classes)]))
-        class_names += [f"{m.get('dataset', 'part')}:{n}" for n in names]
-        sources.append({
-            "source": k, "dataset": m.get("dataset"), "split": m.get("split"), "path": str(o.part.path),
-            "sha256": o.sha256, "num_samples": int(len(sel)), "of": int(len(o.labels)),
-            "label_offset": int(offsets[k]), "num_classes": o.num_classes, "class_names": names,
-            "subset": (subset_record(o.labels, o.part.n, seed, balanced, o.index) if o.part.n is not None else None),
-            "part_subset": m.get("subset"), "corruption": m.get("corruption", []), "image": m.get("image"),
-            "label_levels": sorted(m.get("label_levels", {})),
-        })
-    return {
-        "dataset": "pool",
-        "split": "+".join(f"{s['dataset']}/{s['split']}" for s in sources),
-        "num_samples": int(len(labels)),
-        "num_classes": int(offsets[-1]),
-        "class_names": class_names,
-        "counts_per_class": np.bincount(labels, minlength=int(offsets[-1])).tolist(),
-        "label_levels": {},
-        "fields": {"image": "RGBImageField", "label": "IntField", "source": "IntField", "index": "IntField"},
-        "reader_options": {"parts": [o.part.spec for o in opened], "seed": seed, "balanced": balanced},
-        "image": {"copied": "stored bytes of each part, not re-encoded (see sources[].image)"},
-        "ids": {"kind": "original id within its source (the 'index' field; pair it with 'source')",
-                "count": int(len(ids)), "sha256": ids_digest(ids),
-                **({"values": ids.tolist()} if len(ids) <= INLINE_IDS_MAX else {})},
-        "sources": sources,
-        "subset": None,
-        "corruption": [c for s in sources for c in (s["corruption"] or [])],
-        "image_stats": _stored_stats(sizes, stored),
-        "skipped": [],
-        "sha256": sha256,
-        "write": {"seconds": round(elapsed, 3), "workers": 0,
-                  "images_per_s": round(len(labels) / max(elapsed, 1e-9), 1)},
-    }
+        class_names += [f"{m.dataset}:{n}" for n in m.class_names]
+        sources.append(Source(
+            source=k, dataset=m.dataset, split=m.split, path=str(o.part.path), sha256=m.sha256,
+            num_samples=int(len(sel)), of=int(len(o.labels)), label_offset=int(offsets[k]), num_classes=m.num_classes,
+            class_names=list(m.class_names),
+            subset=(Subset(**subset_record(o.labels, o.part.n, seed, balanced, o.index)) if o.part.n is not None
+                    else None),
+            part_subset=m.subset, corruption=m.corruption, image=m.image, label_levels=sorted(m.label_levels),
+        ))
+    return Manifest(
+        dataset="pool",
+        split="+".join(f"{s.dataset}/{s.split}" for s in sources),
+        num_samples=int(len(labels)),
+        num_classes=int(offsets[-1]),
+        class_names=class_names,
+        counts_per_class=np.bincount(labels, minlength=int(offsets[-1])).tolist(),
+        label_levels={},
+        fields={"image": "RGBImageField", "label": "IntField", "source": "IntField", "index": "IntField"},
+        reader_options={"parts": [o.part.spec for o in opened], "seed": seed, "balanced": balanced},
+        image={"copied": "stored bytes of each part, not re-encoded (see sources[].image)"},
+        ids=Ids("original id within its source (the 'index' field; pair it with 'source')", int(len(ids)),
+                ids_digest(ids), ids.tolist() if len(ids) <= INLINE_IDS_MAX else None),
+        sources=sources,
+        subset=None,
+        corruption=[c for s in sources for c in s.corruption or []],
+        image_stats=_stored_stats(sizes, stored),
+        skipped=[],
+        sha256=sha256,
+        write=WriteInfo(round(elapsed, 3), 0, round(len(labels) / max(elapsed, 1e-9), 1)),
+    )
 
 
-def _stored_stats(sizes: np.ndarray, stored: int) -> Dict[str, Any]:
-    stats = _image_stats(sizes, stored)
-    return {k: v for k, v in stats.items() if not k.startswith("original_")}
+def _stored_stats(sizes: np.ndarray, stored: int) -> ImageStats:
+    """A pool copies stored bytes: the parts' original image sizes are not known here."""
+    return replace(_image_stats(sizes, stored), original_height=None, original_width=None)

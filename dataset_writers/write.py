@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 from contextlib import ExitStack, closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -22,7 +22,8 @@ from ffcv_ssl.util import cpu_budget
 
 from .beton import DEFAULT_PAGE_SIZE, EncodeJob, OrderedBetonFile, encode_in_order, sha256_file, verify_beton
 from .errors import WriterError
-from .manifest import INLINE_IDS_MAX, ids_digest, manifest_path, write_manifest
+from .manifest import (INLINE_IDS_MAX, Ids, ImageStats, LabelLevel, Manifest, Skipped, Source, Span, Subset,
+                       WriteInfo, ids_digest, manifest_path)
 from .output import claim_output, os_error, temp_path
 from .records import SplitIndex
 
@@ -102,6 +103,15 @@ class _SampleMaker:
         return self.index.source.describe(pos)
 
 
+@dataclass
+class Provenance:
+    """How a split's samples were derived, beyond its reader: recorded in the manifest as written."""
+
+    subset: Optional[Subset] = None                                       # a nested subset of the split
+    corruption: List[Dict[str, Any]] = field(default_factory=list)      # ``CorruptionChain.manifest()``
+    label_noise: Optional[Dict[str, Any]] = None                          # ``label_noise_record``
+
+
 def beton_fields(index: SplitIndex, image: ImageOptions) -> Dict[str, Any]:
     """Storage layout: image, label, label levels (coarse to fine), source, index, extras."""
     fields: Dict[str, Any] = {"image": image.field(), "label": IntField()}
@@ -129,7 +139,7 @@ def write_split(index: SplitIndex, out: Path, *, image: Optional[ImageOptions] =
                 positions: Optional[Sequence[int]] = None, labels: Optional[np.ndarray] = None,
                 corrupt: Optional[Callable[[np.ndarray, int], np.ndarray]] = None,
                 workers: Optional[int] = None, on_error: str = "fail", overwrite: bool = False,
-                manifest_extra: Optional[Dict[str, Any]] = None, description: str = "write") -> Dict[str, Any]:
+                provenance: Optional[Provenance] = None, description: str = "write") -> Manifest:
     """Write ``index`` (all of it, or ``positions``) to ``out`` and its manifest; returns the manifest.
 
     Args:
@@ -137,6 +147,7 @@ def write_split(index: SplitIndex, out: Path, *, image: Optional[ImageOptions] =
         corrupt: ``(image, sample_id) -> image``, applied before the beton's own resize and encoding.
         on_error: ``fail`` stops at the first unreadable image (nothing is left under ``out``);
             ``skip`` leaves it out and lists it in the manifest.
+        provenance: the subset and corruptions that produced ``positions`` and ``labels``, for the manifest.
     """
     image = image or ImageOptions()
     image.validate()
@@ -144,8 +155,8 @@ def write_split(index: SplitIndex, out: Path, *, image: Optional[ImageOptions] =
         raise WriterError(f"--on-error {on_error!r} must be 'fail' or 'skip'")
     check_workers(workers)
     with claim_output(Path(out), overwrite) as out:        # exclusive for the whole write (output.py)
-        return _write_split(index, out, image, positions, labels, corrupt, workers, on_error, manifest_extra,
-                            description)
+        return _write_split(index, out, image, positions, labels, corrupt, workers, on_error,
+                            provenance or Provenance(), description)
 
 
 def check_workers(workers: Optional[int]) -> None:
@@ -155,8 +166,7 @@ def check_workers(workers: Optional[int]) -> None:
 
 def _write_split(index: SplitIndex, out: Path, image: ImageOptions, positions: Optional[Sequence[int]],
                  labels: Optional[np.ndarray], corrupt: Optional[Callable[[np.ndarray, int], np.ndarray]],
-                 workers: Optional[int], on_error: str, manifest_extra: Optional[Dict[str, Any]],
-                 description: str) -> Dict[str, Any]:
+                 workers: Optional[int], on_error: str, provenance: Provenance, description: str) -> Manifest:
     positions = np.arange(len(index)) if positions is None else np.asarray(positions, dtype=np.int64)
     if len(positions) == 0:
         raise WriterError(f"{index.dataset}/{index.split}: the split is empty; nothing to write "
@@ -174,7 +184,7 @@ def _write_split(index: SplitIndex, out: Path, image: ImageOptions, positions: O
 
     tmp = temp_path(out)
     writer: Optional[OrderedBetonFile] = None
-    skipped: List[Dict[str, str]] = list(index.skipped)
+    skipped = [Skipped(**s) for s in index.skipped]
     # compact per-sample records (16 B each), so the parent's memory does not grow with Python objects
     written_pos = np.empty(len(positions), dtype=np.int64)
     sizes = np.empty((len(positions), 4), dtype=np.int32)
@@ -210,7 +220,7 @@ def _write_split(index: SplitIndex, out: Path, image: ImageOptions, positions: O
                     if on_error == "fail":
                         first_error = (path, reason)
                         continue
-                    skipped.append({"file": path, "reason": reason})
+                    skipped.append(Skipped(path, reason))
                 if done % 64 == 0 or done == len(positions):
                     bar.update(task, completed=done, rate=f"{done / (time.perf_counter() - t0):,.0f} img/s")
         if first_error is not None:
@@ -226,9 +236,8 @@ def _write_split(index: SplitIndex, out: Path, image: ImageOptions, positions: O
         elapsed = time.perf_counter() - t0
         written = written_pos[:num_written]
         manifest = _manifest(index, written, labels, fields, image, skipped, sizes[:num_written], stored_bytes,
-                             sha256_file(tmp), elapsed, workers)
-        manifest.update(manifest_extra or {})
-        write_manifest(manifest_path(out), manifest)
+                             sha256_file(tmp), elapsed, workers, provenance)
+        manifest.save(manifest_path(out))
         os.replace(tmp, out)
     except BaseException as exc:
         if writer is not None:
@@ -243,8 +252,8 @@ def _write_split(index: SplitIndex, out: Path, image: ImageOptions, positions: O
 def write_dataset(dataset: str, root: Optional[os.PathLike | str], split: str, out: os.PathLike | str, *,
                   options: Any = (), image: Optional[ImageOptions] = None, subset: Optional[int] = None,
                   seed: int = 0, balanced: bool = False, workers: Optional[int] = None, on_error: str = "fail",
-                  overwrite: bool = False, corruptions: Sequence[str] = (), corrupt_seed: Optional[int] = None,
-                  manifest_extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+                  overwrite: bool = False, corruptions: Sequence[str] = (),
+                  corrupt_seed: Optional[int] = None) -> Manifest:
     """Reader -> optional nested subset -> ``write_split``: what ``ffcv-ssl write DATASET`` runs.
 
     Every check that needs no pixels (output path, split name, reader options, storage options, the
@@ -275,84 +284,77 @@ def write_dataset(dataset: str, root: Optional[os.PathLike | str], split: str, o
     check_workers(workers)
     with claim_output(Path(out), overwrite) as out:     # held from the index to the rename (output.py)
         return _write_dataset(spec, dataset, root, split, out, opts, chain, image, subset, seed, balanced, workers,
-                              on_error, overwrite, manifest_extra)
+                              on_error, overwrite)
 
 
 def _write_dataset(spec: Any, dataset: str, root: Optional[os.PathLike | str], split: str, out: Path, opts: Any,
                    chain: Any, image: ImageOptions, subset: Optional[int], seed: int, balanced: bool,
-                   workers: Optional[int], on_error: str, overwrite: bool,
-                   manifest_extra: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+                   workers: Optional[int], on_error: str, overwrite: bool) -> Manifest:
     from .corruptions import label_noise_record
     from .subsets import nested_subset, subset_record
 
     index = spec.read(Path(root).expanduser() if root else None, split, opts)
     positions = None
-    extra: Dict[str, Any] = {}
+    provenance = Provenance(corruption=chain.manifest())
     if subset is not None:
         positions = nested_subset(index.labels, subset, seed, balanced)
-        extra["subset"] = subset_record(index.labels, subset, seed, balanced, index.ids)
+        provenance.subset = Subset(**subset_record(index.labels, subset, seed, balanced, index.ids))
     labels = None
     if chain.has_labels:
         labels, _ = chain.noisy_labels(index.labels, index.ids, len(index.class_names))
         kept = positions if positions is not None else np.arange(len(index))
-        extra["label_noise"] = label_noise_record(index.ids[kept], index.labels[kept], labels[kept])
-    extra["corruption"] = chain.manifest()
-    extra.update(manifest_extra or {})
+        provenance.label_noise = label_noise_record(index.ids[kept], index.labels[kept], labels[kept])
     return write_split(index, out, image=image, positions=positions, labels=labels,
                        corrupt=chain if chain.has_pixels else None, workers=workers, on_error=on_error,
-                       overwrite=overwrite, manifest_extra=extra, description=f"{dataset}/{split}")
+                       overwrite=overwrite, provenance=provenance, description=f"{dataset}/{split}")
 
 
 def _manifest(index: SplitIndex, written: np.ndarray, labels: np.ndarray, fields: Dict[str, Any],
-              image: ImageOptions, skipped: List[Dict[str, str]], sizes: np.ndarray, stored_bytes: int,
-              sha256: str, elapsed: float, workers: int) -> Dict[str, Any]:
+              image: ImageOptions, skipped: List[Skipped], sizes: np.ndarray, stored_bytes: int,
+              sha256: str, elapsed: float, workers: int, provenance: Provenance) -> Manifest:
     ids = index.ids[written]
     lab = labels[written]
     counts = np.bincount(lab, minlength=len(index.class_names))
     levels = {}
     for name, values in index.levels.items():
         names = index.level_names.get(name, [])
-        levels[name] = {"names": names, "counts": np.bincount(values[written], minlength=len(names)).tolist()}
         # parent of each fine class at this level, so evaluation can map predictions up the hierarchy
         parent = np.full(len(index.class_names), -1, dtype=np.int64)
         parent[index.labels] = values
-        levels[name]["of_label"] = parent.tolist()
-    return {
-        "dataset": index.dataset,
-        "split": index.split,
-        "num_samples": int(len(written)),
-        "num_classes": len(index.class_names),
-        "class_names": index.class_names,
-        "counts_per_class": counts.tolist(),
-        "label_levels": levels,
-        "fields": {name: type(f).__name__ for name, f in fields.items()},
-        "reader_options": index.options,
-        "image": {"max_resolution": image.max_resolution, "write_mode": image.write_mode,
-                  "jpeg_quality": image.jpeg_quality, "page_size": image.page_size},
-        "ids": {"kind": index.id_kind, "count": int(len(ids)), "sha256": ids_digest(ids),
-                **({"values": ids.tolist()} if len(ids) <= INLINE_IDS_MAX else {})},
-        "sources": [{"source": 0, "dataset": index.dataset, "split": index.split, "label_offset": 0,
-                     "num_classes": len(index.class_names)}],
-        "subset": None,
-        "corruption": [],
-        "image_stats": _image_stats(sizes, stored_bytes),
-        "skipped": skipped,
-        "sha256": sha256,
-        "write": {"seconds": round(elapsed, 3), "workers": workers,
-                  "images_per_s": round(len(written) / max(elapsed, 1e-9), 1)},
-    }
+        levels[name] = LabelLevel(names, np.bincount(values[written], minlength=len(names)).tolist(), parent.tolist())
+    return Manifest(
+        dataset=index.dataset,
+        split=index.split,
+        num_samples=int(len(written)),
+        num_classes=len(index.class_names),
+        class_names=list(index.class_names),
+        counts_per_class=counts.tolist(),
+        label_levels=levels,
+        fields={name: type(f).__name__ for name, f in fields.items()},
+        reader_options=index.options,
+        image={"max_resolution": image.max_resolution, "write_mode": image.write_mode,
+               "jpeg_quality": image.jpeg_quality, "page_size": image.page_size},
+        ids=Ids(index.id_kind, int(len(ids)), ids_digest(ids), ids.tolist() if len(ids) <= INLINE_IDS_MAX else None),
+        sources=[Source(source=0, dataset=index.dataset, split=index.split, label_offset=0,
+                        num_classes=len(index.class_names))],
+        subset=provenance.subset,
+        corruption=provenance.corruption,
+        image_stats=_image_stats(sizes, stored_bytes),
+        skipped=skipped,
+        sha256=sha256,
+        write=WriteInfo(round(elapsed, 3), workers, round(len(written) / max(elapsed, 1e-9), 1)),
+        label_noise=provenance.label_noise,
+    )
 
 
-def _image_stats(sizes: np.ndarray, stored_bytes: int) -> Dict[str, Any]:
+def _image_stats(sizes: np.ndarray, stored_bytes: int) -> ImageStats:
     if not len(sizes):
-        return {}
+        return ImageStats()
+
+    def span(values: np.ndarray) -> Span:
+        return Span(int(values.min()), round(float(values.mean()), 1), int(values.max()))
+
     oh, ow, sh, sw = sizes.T
-    return {
-        "original_height": {"min": int(oh.min()), "mean": round(float(oh.mean()), 1), "max": int(oh.max())},
-        "original_width": {"min": int(ow.min()), "mean": round(float(ow.mean()), 1), "max": int(ow.max())},
-        "stored_height": {"min": int(sh.min()), "mean": round(float(sh.mean()), 1), "max": int(sh.max())},
-        "stored_width": {"min": int(sw.min()), "mean": round(float(sw.mean()), 1), "max": int(sw.max())},
-        "max_stored_area": int((sh * sw).max()),
-        "stored_bytes": int(stored_bytes),
-        "mean_stored_bytes": round(stored_bytes / len(sizes), 1),
-    }
+    return ImageStats(original_height=span(oh), original_width=span(ow), stored_height=span(sh),
+                      stored_width=span(sw), max_stored_area=int((sh * sw).max()), stored_bytes=int(stored_bytes),
+                      mean_stored_bytes=round(stored_bytes / len(sizes), 1))
