@@ -428,7 +428,7 @@ def test_corrupted_beton_is_identical_for_any_worker_count_and_holds_the_chain_p
     labels, changed = chain.noisy_labels(index.labels, index.ids, len(index.class_names))
     opts = ImageOptions(max_resolution=32, write_mode="raw", page_size=1 << 21)
     digests = {w: write_split(index, tmp_path / f"w{w}.beton", image=opts, corrupt=chain, labels=labels,
-                              workers=w)["sha256"] for w in (1, 2)}
+                              workers=w).sha256 for w in (1, 2)}
     assert len(set(digests.values())) == 1
     loader = Loader(str(tmp_path / "w2.beton"), batch_size=128, num_workers=1, order=OrderOption.SEQUENTIAL,
                     drop_last=False, pipelines={"image": [SimpleRGBImageDecoder()], "label": [IntDecoder()],
@@ -486,7 +486,7 @@ def _stored(beton: Path) -> list:
     from dataset_writers.inspect import stored_image
     from dataset_writers.manifest import read_manifest
 
-    return [stored_image(beton, pos)[0] for pos in range(read_manifest(beton)["num_samples"])]
+    return [stored_image(beton, pos)[0] for pos in range(read_manifest(beton).num_samples)]
 
 
 def _write(index, out, spec=None, **image):

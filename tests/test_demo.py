@@ -45,8 +45,8 @@ def test_betons_round_trip_labels_exact_and_pixels_within_jpeg_tolerance(demo_da
         src = images[split[name]]
         assert got_images.shape == src.shape and psnr(got_images, src) > 38.0     # JPEG q90: ~44 dB
         manifest = read_manifest(beton)
-        assert manifest["sha256"] == sha256_file(beton)
-        assert manifest["label_levels"]["half"]["of_label"] == [0] * 5 + [1] * 5
+        assert manifest.sha256 == sha256_file(beton)
+        assert manifest.label_levels["half"].of_label == [0] * 5 + [1] * 5
     assert len(labels[split["train"]]) + len(labels[split["test"]]) == 1797
 
 
@@ -57,8 +57,8 @@ def test_corrupted_variant_is_recorded_and_equals_the_registry_corruption(demo_d
 
     data, _ = demo_data
     m = read_manifest(data / "digits_train_downsample8x.beton")
-    assert [e["name"] for e in m["corruption"]] == ["downsample"] and m["corruption"][0]["params"]["factor"] == 8
-    chain = CorruptionChain.from_manifest(m["corruption"])
+    assert [e["name"] for e in m.corruption] == ["downsample"] and m.corruption[0]["params"]["factor"] == 8
+    chain = CorruptionChain.from_manifest(m.corruption)
     images, labels = digits_images(32)
     src = images[split_positions(labels, 0.2, 0)["train"]]
     expected = np.stack([chain(img, i) for i, img in enumerate(src)])

@@ -1,11 +1,13 @@
 """Hierarchies from a real beton manifest, a parent-child file and the ImageNet devkit's meta.mat (official layout)."""
 from __future__ import annotations
 
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import scipy.io
 
+from dataset_writers.manifest import LabelLevel, Manifest
 from dataset_writers.records import ArrayImages, SplitIndex
 from dataset_writers.write import ImageOptions, write_split
 from ffcv_ssl.evaluation.cache import FeatureCacheWriter
@@ -34,7 +36,7 @@ def one_line(exc: pytest.ExceptionInfo) -> str:
     return message
 
 
-def taxonomy_beton(path, species_present=range(6), levels=True) -> dict:
+def taxonomy_beton(path, species_present=range(6), levels=True) -> Manifest:
     """A real beton (ffcv writer) whose manifest carries the family/genus levels; returns the manifest."""
     labels = np.repeat(np.asarray(list(species_present)), 2)
     images = np.random.default_rng(0).integers(0, 256, (len(labels), 8, 8, 3), dtype=np.uint8)
@@ -72,8 +74,8 @@ def test_manifest_hierarchy_maps_exactly(betons):
     # the same hierarchy, read back from a feature cache that copied the beton's label levels
     cache_dir = root / "cache"
     with FeatureCacheWriter(cache_dir, count=1, width=1, checkpoint_sha256="a" * 64, beton_sha256="b" * 64,
-                            arch="resnet18", pipeline={}, class_names=manifest["class_names"],
-                            label_levels=manifest["label_levels"]) as w:
+                            arch="resnet18", pipeline={}, class_names=manifest.class_names,
+                            label_levels=manifest.to_dict()["label_levels"]) as w:
         w.add(np.zeros((1, 1)), [0], [0])
     from_cache = Hierarchy.from_manifest(w.cache.manifest, fine_level="species")
     assert from_cache.top1_per_level(PREDS, TARGETS) == scores
@@ -81,9 +83,9 @@ def test_manifest_hierarchy_maps_exactly(betons):
 
 def test_a_level_named_like_the_fine_level_is_the_fine_level(betons):
     _, manifest, _, _ = betons
-    levels = dict(manifest["label_levels"])
-    levels["species"] = {"names": SPECIES, "counts": [2] * 6, "of_label": list(range(6))}   # as iNat21 writes it
-    h = Hierarchy.from_manifest({**manifest, "label_levels": levels}, fine_level="species")
+    levels = dict(manifest.label_levels)
+    levels["species"] = LabelLevel(SPECIES, [2] * 6, list(range(6)))                     # as iNat21 writes it
+    h = Hierarchy.from_manifest(replace(manifest, label_levels=levels), fine_level="species")
     assert h.all_levels == ["family", "genus", "species"]
     assert h.top1_per_level(PREDS, TARGETS) == pytest.approx(EXPECTED)
 
@@ -91,7 +93,7 @@ def test_a_level_named_like_the_fine_level_is_the_fine_level(betons):
 def test_manifests_of_two_splits_merge(betons):
     root, _, partial, _ = betons
     # classes absent from the val split have no parent in its manifest ...
-    assert partial["label_levels"]["genus"]["of_label"][2] == -1
+    assert partial.label_levels["genus"].of_label[2] == -1
     with pytest.raises(HierarchyError) as exc:
         Hierarchy.from_manifest(partial, fine_level="species").top1_per_level(PREDS, TARGETS)
     assert "'Felis catus' has no parent at level family" in one_line(exc)
@@ -102,10 +104,10 @@ def test_manifests_of_two_splits_merge(betons):
 
 def test_inconsistent_manifests_are_one_line_errors(betons):
     root, manifest, _, flat = betons
-    bad = {**manifest, "label_levels": {k: dict(v) for k, v in manifest["label_levels"].items()}}
-    of_family = list(bad["label_levels"]["family"]["of_label"])
+    of_family = list(manifest.label_levels["family"].of_label)
     of_family[1] = FAMILIES.index("Canidae")            # tigris now in Canidae, leo still in Felidae
-    bad["label_levels"]["family"]["of_label"] = of_family
+    family = replace(manifest.label_levels["family"], of_label=of_family)
+    bad = replace(manifest, label_levels={**manifest.label_levels, "family": family})
     with pytest.raises(HierarchyError) as exc:
         Hierarchy.from_manifest(bad)
     assert "genus 'Panthera' has two parents at level family" in one_line(exc)

@@ -45,11 +45,11 @@ def written(data, tmp_path_factory):
 
 def test_cli_write_applies_reader_and_storage_options(written):
     m = read_manifest(written)
-    assert m["reader_options"]["hierarchy"] == "scene_hierarchy.csv" and m["reader_options"]["resolution"] == "256"
-    assert set(m["label_levels"]) == {"places3", "places16"}
-    assert m["image"]["max_resolution"] == 128 and m["image"]["jpeg_quality"] == 95
+    assert m.reader_options["hierarchy"] == "scene_hierarchy.csv" and m.reader_options["resolution"] == "256"
+    assert set(m.label_levels) == {"places3", "places16"}
+    assert m.image["max_resolution"] == 128 and m.image["jpeg_quality"] == 95
     got = read_beton(written, ints=("label", "places3"))
-    assert got["image"].shape[1:] == (128, 128, 3) and m["num_samples"] == len(got["label"]) == 10
+    assert got["image"].shape[1:] == (128, 128, 3) and m.num_samples == len(got["label"]) == 10
 
 
 def test_inspect_json_verify_and_grid(written, capsys, tmp_path):
@@ -97,8 +97,8 @@ def test_cli_pool(written, data, capsys, tmp_path):
     code, out, err = cli(capsys, "write", "pool", "--part", f"{written}:4", "--part", im, "--out", pool)
     assert code == 0 and "wrote" in out
     m = read_manifest(pool)
-    assert [s["label_offset"] for s in m["sources"]] == [0, 72] and m["num_samples"] == 4 + 12
-    assert m["num_classes"] == 72 + 5
+    assert [s.label_offset for s in m.sources] == [0, 72] and m.num_samples == 4 + 12
+    assert m.num_classes == 72 + 5
 
 
 @pytest.mark.parametrize("args, message", [

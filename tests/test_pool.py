@@ -59,31 +59,31 @@ def test_pool_sources_label_offsets_and_unchanged_bytes(parts, tmp_path):
     part_bytes = [stored_bytes(parts["imagenet"])[i] for i in sel] + stored_bytes(parts["inat21"])
     assert stored_bytes(out) == part_bytes
 
-    assert m["sha256"] == sha256_file(out) == read_manifest(out)["sha256"]
-    assert m["num_classes"] == 11 and len(m["class_names"]) == 11
-    src = m["sources"]
-    assert [s["label_offset"] for s in src] == [0, 5] and [s["num_classes"] for s in src] == [5, 6]
-    assert [s["dataset"] for s in src] == ["imagenet", "inat21"] and [s["num_samples"] for s in src] == [6, 12]
+    assert m.sha256 == sha256_file(out) == read_manifest(out).sha256
+    assert m.num_classes == 11 and len(m.class_names) == 11
+    src = m.sources
+    assert [s.label_offset for s in src] == [0, 5] and [s.num_classes for s in src] == [5, 6]
+    assert [s.dataset for s in src] == ["imagenet", "inat21"] and [s.num_samples for s in src] == [6, 12]
     for s, key in zip(src, ("imagenet", "inat21")):
-        assert s["sha256"] == sha256_file(parts[key])
-        assert s["class_names"] == read_manifest(parts[key])["class_names"]
-    assert src[0]["subset"]["n"] == 6 and src[0]["subset"]["seed"] == 3 and src[1]["subset"] is None
-    assert m["class_names"][5] == "inat21:Lumbricus terrestris"
-    assert m["counts_per_class"] == np.bincount(got["label"], minlength=11).tolist()
+        assert s.sha256 == sha256_file(parts[key])
+        assert s.class_names == read_manifest(parts[key]).class_names
+    assert src[0].subset.n == 6 and src[0].subset.seed == 3 and src[1].subset is None
+    assert m.class_names[5] == "inat21:Lumbricus terrestris"
+    assert m.counts_per_class == np.bincount(got["label"], minlength=11).tolist()
 
 
 def test_pool_is_deterministic_nested_and_matches_write_subset(parts, tmp_path):
     a = write_pool([f"{parts['inat21']}:4", f"{parts['imagenet']}:3"], tmp_path / "a.beton", seed=1)
     b = write_pool([f"{parts['inat21']}:4", f"{parts['imagenet']}:3"], tmp_path / "b.beton", seed=1)
-    assert a["sha256"] == b["sha256"]
+    assert a.sha256 == b.sha256
     big = write_pool([f"{parts['inat21']}:8"], tmp_path / "big.beton", seed=1)
     small_ids = set(read_beton(tmp_path / "a.beton", ints=("source", "index"), image=False)["index"][:4].tolist())
-    assert small_ids < set(big["ids"]["values"])
+    assert small_ids < set(big.ids.values)
     # a part taken from the full-split beton is the same subset 'write --subset' picks from the dataset
     inat_root = parts["inat21"].parent / "inat21"
     direct = write_dataset("inat21", inat_root, "val", tmp_path / "direct.beton", subset=8, seed=1, image=OPTS,
                            workers=0)
-    assert direct["ids"]["values"] == big["ids"]["values"]
+    assert direct.ids.values == big.ids.values
 
 
 def test_parse_part_specs():

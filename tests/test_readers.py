@@ -20,7 +20,7 @@ from fixtures.datasets import (GLC_TEST, GLC_TRAIN, IMAGENET_NON_LEAF, IMAGENET_
 
 from dataset_writers.beton import sha256_file  # noqa: E402
 from dataset_writers.errors import WriterError  # noqa: E402
-from dataset_writers.manifest import read_manifest  # noqa: E402
+from dataset_writers.manifest import Skipped, read_manifest  # noqa: E402
 from dataset_writers.registry import get_reader  # noqa: E402
 from dataset_writers.subsets import nested_subset  # noqa: E402
 from dataset_writers.write import ImageOptions, resize_max_side, write_dataset  # noqa: E402
@@ -92,8 +92,8 @@ def test_imagenet_val_betons_identical_across_the_three_layouts(imagenet, tmp_pa
     for layout in LAYOUTS:
         out = tmp_path / f"{layout}.beton"
         m = write_dataset("imagenet", imagenet[layout].root, "val", out, image=SMALL_PAGES, workers=0)
-        digests[layout] = m["sha256"]
-        assert m["reader_options"]["layout"] == layout
+        digests[layout] = m.sha256
+        assert m.reader_options["layout"] == layout
     assert len(set(digests.values())) == 1
     got = read_beton(tmp_path / "devkit.beton")
     fx = imagenet["devkit"]
@@ -118,9 +118,9 @@ def test_imagenet_train_quirk_files_become_rgb_through_ffcv_loader(imagenet, tmp
                                              "n01443537_1000.JPEG")]
     gray = got["image"][got["index"].tolist().index(quirks[2])].astype(int)
     assert np.abs(gray[..., 0] - gray[..., 1]).max() <= 3              # stays gray after JPEG re-encoding
-    assert m["sha256"] == sha256_file(out) and read_manifest(out)["sha256"] == m["sha256"]
-    assert m["counts_per_class"] == np.bincount(got["label"], minlength=5).tolist()
-    assert m["image_stats"]["original_width"]["min"] == 500 and m["image_stats"]["stored_width"]["max"] == 384
+    assert m.sha256 == sha256_file(out) and read_manifest(out).sha256 == m.sha256
+    assert m.counts_per_class == np.bincount(got["label"], minlength=5).tolist()
+    assert m.image_stats.original_width.min == 500 and m.image_stats.stored_width.max == 384
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -158,8 +158,8 @@ def test_inat21_levels_are_beton_fields_and_in_the_manifest(inat, tmp_path):
     idx = index("inat21", inat.root, "val")
     for lvl in INAT_LEVELS + ("species",):
         np.testing.assert_array_equal(got[lvl], idx.levels[lvl])
-        assert m["label_levels"][lvl]["names"] == idx.level_names[lvl]
-    assert m["label_levels"]["kingdom"]["of_label"] == _taxonomy_ids()["kingdom"]
+        assert m.label_levels[lvl].names == idx.level_names[lvl]
+    assert m.label_levels["kingdom"].of_label == _taxonomy_ids()["kingdom"]
     for img, i in zip(got["image"], got["index"].tolist()):
         assert_pixels_close(img, inat.images["val"][i][1])
 
@@ -245,7 +245,7 @@ def test_glc20_rgb_near_ir_altitude_through_ffcv_loader(glc, packaging, tmp_path
     m = write_dataset("glc20", fx.root, "train", out, options=["near_ir=true", "altitude=true"], image=SMALL_PAGES,
                       workers=2)
     got = read_beton(out, arrays=("near_ir", "altitude"))
-    assert m["fields"]["near_ir"] == "NDArrayField" and got["altitude"].dtype == np.int16
+    assert m.fields["near_ir"] == "NDArrayField" and got["altitude"].dtype == np.int16
     for k, i in enumerate(got["index"].tolist()):
         p = fx.patches[i]
         np.testing.assert_array_equal(got["altitude"][k], p.altitude)
@@ -268,16 +268,16 @@ def test_nested_subsets_through_the_writer(inat, tmp_path):
     for n in (4, 9, 18):
         m = write_dataset("inat21", inat.root, "train", tmp_path / f"s{n}.beton", subset=n, seed=7,
                           image=SMALL_PAGES, workers=0)
-        ids[n] = m["ids"]["values"]
-        assert m["subset"]["n"] == n and m["subset"]["of"] == 18 and m["subset"]["seed"] == 7
+        ids[n] = m.ids.values
+        assert m.subset.n == n and m.subset.of == 18 and m.subset.seed == 7
         assert ids[n] == idx.ids[nested_subset(idx.labels, n, 7)].tolist()
     assert set(ids[4]) < set(ids[9]) < set(ids[18])
     again = write_dataset("inat21", inat.root, "train", tmp_path / "again.beton", subset=9, seed=7, image=SMALL_PAGES,
                           workers=0)
-    assert again["ids"]["values"] == ids[9]
+    assert again.ids.values == ids[9]
     balanced = write_dataset("inat21", inat.root, "train", tmp_path / "bal.beton", subset=12, seed=7, balanced=True,
                              image=SMALL_PAGES, workers=0)
-    assert balanced["counts_per_class"] == [2] * 6 and balanced["subset"]["balanced"] is True
+    assert balanced.counts_per_class == [2] * 6 and balanced.subset.balanced is True
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -299,7 +299,7 @@ def test_truncated_jpeg_fails_naming_it_or_is_skipped_and_listed(imagenet, tmp_p
         write_dataset("imagenet", root, "train", out, image=SMALL_PAGES, workers=2)
     _nothing_written(out)
     m = write_dataset("imagenet", root, "train", out, image=SMALL_PAGES, workers=2, on_error="skip")
-    assert m["num_samples"] == 19 and [s["file"] for s in m["skipped"]] == [str(bad)]
+    assert m.num_samples == 19 and [s.file for s in m.skipped] == [str(bad)]
 
 
 def test_missing_file_listed_in_annotation(inat, tmp_path):
@@ -313,8 +313,8 @@ def test_missing_file_listed_in_annotation(inat, tmp_path):
         write_dataset("inat21", root, "val", out, image=SMALL_PAGES, workers=0)
     _nothing_written(out)
     m = write_dataset("inat21", root, "val", out, image=SMALL_PAGES, workers=0, on_error="skip")
-    assert m["num_samples"] == 11 and victim not in m["ids"]["values"]
-    assert m["skipped"] == [{"file": str(missing), "reason": "listed in val.json but not found"}]
+    assert m.num_samples == 11 and victim not in m.ids.values
+    assert m.skipped == [Skipped(str(missing), "listed in val.json but not found")]
 
 
 def test_unknown_class_in_annotation(places, tmp_path):

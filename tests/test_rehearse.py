@@ -135,8 +135,8 @@ def test_fixtures_have_the_label_structure_that_breaks_things(fixtures_root, tmp
         out = tmp_path / f"{name}_{split}.beton"
         m[name, split] = write_dataset(name, fixtures_root / name, split, out, options=opts, image=image, workers=1)
     for key in m:
-        assert m[key]["num_classes"] >= 100, key
-    top = m["inat21", "train"]["num_classes"] - 1
+        assert m[key].num_classes >= 100, key
+    top = m["inat21", "train"].num_classes - 1
     from fixtures.datasets import read_beton     # tests/ is on sys.path
 
     train = read_beton(tmp_path / "inat21_train.beton", image=False)
@@ -146,19 +146,19 @@ def test_fixtures_have_the_label_structure_that_breaks_things(fixtures_root, tmp
         labels = train["label"][budget_positions(train["label"], budget, seed=0)]
         assert top not in set(labels.tolist()) and len(set(labels.tolist())) < 100
     levels = read_manifest(tmp_path / "inat21_train.beton")
-    names = json.dumps(levels)
+    names = json.dumps(levels.to_dict())
     for level in ("kingdom", "phylum", "class", "order", "family", "genus", "species"):
         assert f'"{level}"' in names
     assert len({t["genus"] for t in inat_taxonomy(120)}) < len({(t["kingdom"], t["genus"]) for t in inat_taxonomy(120)})
-    places = json.dumps(read_manifest(tmp_path / "places365_val.beton"))
+    places = json.dumps(read_manifest(tmp_path / "places365_val.beton").to_dict())
     assert '"places3"' in places and '"places16"' in places
     glc = {}
     for packaging in ("glc20", "glc20_original"):
         out = tmp_path / f"{packaging}.beton"
         glc[packaging] = write_dataset("glc20", fixtures_root / packaging, "train", out, image=image, workers=1)
-        assert glc[packaging]["num_samples"] > 0
+        assert glc[packaging].num_samples > 0
     assert write_dataset("glc20", fixtures_root / "glc20", "val", tmp_path / "glc_val.beton", image=image,
-                         workers=1)["num_samples"] == spec.glc_val
+                         workers=1).num_samples == spec.glc_val
 
 
 def test_fixtures_are_deterministic_and_built_once(fixtures_root, tmp_path):

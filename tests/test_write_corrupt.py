@@ -22,8 +22,8 @@ def test_corrupted_beton_holds_exactly_the_chain_applied_to_the_clean_images(tmp
     bad = _write(tmp_path, "bad", "--corrupt", spec[0], "--corrupt", spec[1], "--corrupt-seed", "7")
     chain = CorruptionChain.build(spec, 7)
     m = read_manifest(bad)
-    assert m["corruption"] == chain.manifest()
-    assert [e["seed"] for e in m["corruption"]] == [7, 7]
+    assert m.corruption == chain.manifest()
+    assert [e["seed"] for e in m.corruption] == [7, 7]
     for pos in (0, 17, 358):
         img, sid = stored_image(clean, pos)
         got, sid2 = stored_image(bad, pos)
@@ -33,17 +33,17 @@ def test_corrupted_beton_holds_exactly_the_chain_applied_to_the_clean_images(tmp
     again = tmp_path / "again.beton"
     main(["write", "digits", "--split", "test", "--out", str(again), "--max-resolution", "32", "--write-mode", "raw",
           "--workers", "1", "--corrupt", spec[0], "--corrupt", spec[1], "--corrupt-seed", "7"])
-    assert read_manifest(again)["sha256"] == m["sha256"]
+    assert read_manifest(again).sha256 == m.sha256
 
 
 def test_label_noise_is_recorded_per_sample(tmp_path):
     clean = read_manifest(_write(tmp_path, "clean"))
     noisy = read_manifest(_write(tmp_path, "noisy", "--corrupt", "label_noise:rate=0.3"))
-    record = noisy["label_noise"]
-    assert record["num_samples"] == clean["num_samples"]
+    record = noisy.label_noise
+    assert record["num_samples"] == clean.num_samples
     assert 0.2 < record["fraction_changed"] < 0.4
     assert all(o != n for o, n in zip(record["original"], record["noisy"]))
-    assert sum(noisy["counts_per_class"]) == clean["num_samples"]
+    assert sum(noisy.counts_per_class) == clean.num_samples
 
 
 def test_bad_corruption_fails_before_writing(tmp_path, capsys):

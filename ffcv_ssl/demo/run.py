@@ -5,13 +5,16 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import TYPE_CHECKING, Any, Dict, List
 
 from rich.markup import escape
 
 from ..console import console
 from ..errors import UserError
 from ..paths import configs_root
+
+if TYPE_CHECKING:
+    from dataset_writers.manifest import Manifest
 
 # The data-quality conditions for the digits. Their native resolution is 8 x 8 (stored upscaled to 32 px),
 # so the paper's "2x" and "4x" losses of resolution are 32 -> 4 -> 32 and 32 -> 2 -> 32 here (factors 8 and
@@ -57,7 +60,7 @@ def prepare_out_dir(out: Path) -> Path:
     return out
 
 
-def write_betons(data: Path, cfg: DemoConfig) -> Dict[str, Dict[str, Any]]:
+def write_betons(data: Path, cfg: DemoConfig) -> Dict[str, Manifest]:
     """Clean train/test betons and one corrupted train beton per condition (skipped when already written)."""
     from dataset_writers.write import ImageOptions, write_dataset
 

@@ -23,11 +23,14 @@ import json
 import os
 from collections import deque
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ffcv_ssl.errors import UserError
+
+if TYPE_CHECKING:
+    from dataset_writers.manifest import LabelLevel, Manifest
 
 
 class HierarchyError(UserError):
@@ -131,9 +134,10 @@ class Hierarchy:
 
     # --- sources ----------------------------------------------------------------------------------
     @classmethod
-    def from_manifest(cls, *manifests: Union[Mapping[str, Any], os.PathLike, str],
+    def from_manifest(cls, *manifests: Union["Manifest", Mapping[str, Any], os.PathLike, str],
                       levels: Optional[Sequence[str]] = None, fine_level: str = "label") -> "Hierarchy":
-        """From beton or feature-cache manifests (dicts, ``.manifest.json`` paths or ``.beton`` paths).
+        """From beton manifests (``Manifest``s or ``.beton`` paths) or feature-cache manifests (dicts, or
+        ``.manifest.json`` paths of either).
 
         Several manifests (e.g. the train and val betons) are merged: a class unseen in one split gets its
         parent from the other; different parents for one class are an error.
@@ -141,16 +145,15 @@ class Hierarchy:
         if not manifests:
             raise HierarchyError("Hierarchy.from_manifest needs at least one manifest")
         loaded = [_load_manifest(m) for m in manifests]
-        where = " + ".join(w for w, _ in loaded)
-        first = loaded[0][1]
-        fine_names = [str(n) for n in first.get("class_names") or []]
+        where = " + ".join(w for w, _, _ in loaded)
+        fine_names, first = loaded[0][1], loaded[0][2]
         if not fine_names:
             raise HierarchyError(f"{loaded[0][0]}: the manifest has no class_names; use the beton's manifest")
-        for w, m in loaded[1:]:
-            if [str(n) for n in m.get("class_names") or []] != fine_names:
+        for w, class_names, _ in loaded[1:]:
+            if class_names != fine_names:
                 raise HierarchyError(f"{w}: its class_names differ from {loaded[0][0]}'s; hierarchies of different "
                                      "label sets cannot be merged")
-        available = list((first.get("label_levels") or {}).keys())
+        available = list(first)
         asked = list(available if levels is None else levels)
         for lv in asked:
             if lv not in available:
@@ -160,15 +163,15 @@ class Hierarchy:
         ancestor: Dict[str, np.ndarray] = {}
         names: Dict[str, List[str]] = {}
         for lv in [lv for lv in available if lv in asked]:
-            names[lv] = [str(n) for n in first["label_levels"][lv].get("names", [])]
+            names[lv] = [str(n) for n in first[lv].names]
             merged = np.full(len(fine_names), -1, dtype=np.int64)
-            for w, m in loaded:
-                spec = (m.get("label_levels") or {}).get(lv)
+            for w, _, label_levels in loaded:
+                spec = label_levels.get(lv)
                 if spec is None:
                     raise HierarchyError(f"{w}: no label level {lv!r}; all merged manifests need the same levels")
-                if [str(n) for n in spec.get("names", [])] != names[lv]:
+                if [str(n) for n in spec.names] != names[lv]:
                     raise HierarchyError(f"{w}: the names of level {lv!r} differ from {loaded[0][0]}'s")
-                parent = np.asarray(spec.get("of_label", []), dtype=np.int64)
+                parent = np.asarray(spec.of_label, dtype=np.int64)
                 if parent.shape != merged.shape:
                     raise HierarchyError(f"{w}: level {lv!r} of_label has {parent.size} entries for "
                                          f"{len(fine_names)} classes")
@@ -332,17 +335,26 @@ class Hierarchy:
         return f"Hierarchy({counts}, {self.fine_level}={len(self.fine_names)})"
 
 
-def _load_manifest(manifest: Union[Mapping[str, Any], os.PathLike, str]) -> Tuple[str, Mapping[str, Any]]:
-    if isinstance(manifest, Mapping):
-        return str(manifest.get("dataset", "manifest")), manifest
+def _load_manifest(manifest: Union["Manifest", Mapping[str, Any], os.PathLike, str]
+                   ) -> Tuple[str, List[str], Dict[str, "LabelLevel"]]:
+    """(name for messages, fine class names, label levels) of a beton or feature-cache manifest."""
+    from dataset_writers.manifest import LabelLevel, Manifest, read_manifest
+
+    if isinstance(manifest, Manifest):
+        return manifest.dataset, [str(n) for n in manifest.class_names], manifest.label_levels
+    if isinstance(manifest, Mapping):       # a feature cache's manifest: the beton's class names and levels, copied
+        levels = {lv: LabelLevel(list(spec.get("names", [])), list(spec.get("counts", [])),
+                                 list(spec.get("of_label", [])))
+                  for lv, spec in (manifest.get("label_levels") or {}).items()}
+        return str(manifest.get("dataset", "manifest")), [str(n) for n in manifest.get("class_names") or []], levels
     path = Path(manifest)
     if path.suffix == ".beton":
-        from dataset_writers.manifest import read_manifest
-
-        return str(path), read_manifest(path)
+        m = read_manifest(path)
+        return str(path), [str(n) for n in m.class_names], m.label_levels
     if not path.is_file():
         raise HierarchyError(f"{path}: no such manifest")
     try:
-        return str(path), json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise HierarchyError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    return (str(path),) + _load_manifest(data)[1:]

@@ -58,10 +58,12 @@ def _level_counts(*infos: Any) -> Dict[str, int]:
 
 def _identity(info: Any) -> Tuple[str, ...]:
     """The dataset a beton's labels belong to: its name, or a pool's sources in label-offset order."""
-    manifest = info.manifest or {}
-    if manifest.get("dataset") == "pool":
-        return ("pool",) + tuple(str(s.get("dataset", "")) for s in manifest.get("sources") or [])
-    return (str(manifest.get("dataset", "")),)
+    manifest = info.manifest
+    if manifest is None:
+        return ("",)
+    if manifest.dataset == "pool":
+        return ("pool",) + tuple(s.dataset for s in manifest.sources)
+    return (manifest.dataset,)
 
 
 def _name(info: Any) -> str:
@@ -75,8 +77,8 @@ def _mismatch(train: Any, test: Any) -> Optional[str]:
         return "datasets differ"
     if train.num_classes != test.num_classes:
         return "class counts differ"
-    names_a = (train.manifest or {}).get("class_names")
-    names_b = (test.manifest or {}).get("class_names")
+    names_a = train.manifest.class_names if train.manifest is not None else None
+    names_b = test.manifest.class_names if test.manifest is not None else None
     if names_a and names_b and list(names_a) != list(names_b):
         first = next(i for i, (a, b) in enumerate(zip(names_a, names_b)) if a != b) if len(names_a) == len(
             names_b) else min(len(names_a), len(names_b))

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional
 
 import numpy as np
 
 from ..errors import UserError
+
+if TYPE_CHECKING:
+    from dataset_writers.manifest import Manifest
 
 
 @dataclass
@@ -22,7 +25,7 @@ class BetonInfo:
     pool: List[str] = field(default_factory=list)
     sha256: str = ""
     level_names: Dict[str, List[str]] = field(default_factory=dict)
-    manifest: Optional[Dict[str, Any]] = None
+    manifest: Optional[Manifest] = None
 
 
 def beton_info(path: str | Path) -> BetonInfo:
@@ -31,30 +34,27 @@ def beton_info(path: str | Path) -> BetonInfo:
     from dataset_writers.manifest import manifest_path, read_manifest
 
     path = check_beton_path(path)       # missing, a directory: one line
+    manifest = read_manifest(path) if manifest_path(path).is_file() else None
     # header and tables validated from the metadata (a damaged beton is one line, never a crash later)
-    reader = open_beton(path, read_manifest(path) if manifest_path(path).is_file() else None)
+    reader = open_beton(path, manifest)
     names = list(reader.handlers)
     if "label" not in names:
         raise UserError(f"{path}: has no 'label' field (fields: {', '.join(names)})")
     labels = reader.metadata[f"f{names.index('label')}"]
     n = int(reader.num_samples)
-    manifest = read_manifest(path) if manifest_path(path).exists() else None
     if manifest is None:
         return BetonInfo(str(path), n, int(labels.max()) + 1 if n else 0, dataset=path.stem)
     corruption = "none"
-    if manifest.get("corruption"):
+    if manifest.corruption:
         from dataset_writers.corruptions import CorruptionChain
 
-        corruption = CorruptionChain.from_manifest(manifest["corruption"]).describe()
-    sources = manifest.get("sources") or []
-    pool = [s.get("dataset", "") for s in sources] if len(sources) > 1 else []
-    subset = manifest.get("subset") or {}
-    return BetonInfo(str(path), n, int(manifest.get("num_classes") or (int(np.max(labels)) + 1)),
-                     dataset="pool" if pool else manifest.get("dataset", path.stem), split=manifest.get("split", ""),
-                     size=subset.get("n") if isinstance(subset, dict) else None, corruption=corruption, pool=pool,
-                     sha256=manifest.get("sha256", ""),
-                     level_names={k: v.get("names", []) for k, v in (manifest.get("label_levels") or {}).items()},
-                     manifest=manifest)
+        corruption = CorruptionChain.from_manifest(manifest.corruption).describe()
+    pool = [s.dataset for s in manifest.sources] if len(manifest.sources) > 1 else []
+    return BetonInfo(str(path), n, manifest.num_classes or (int(np.max(labels)) + 1),
+                     dataset="pool" if pool else manifest.dataset, split=manifest.split,
+                     size=manifest.subset.n if manifest.subset is not None else None, corruption=corruption,
+                     pool=pool, sha256=manifest.sha256,
+                     level_names={k: v.names for k, v in manifest.label_levels.items()}, manifest=manifest)
 
 
 def beton_labels(path: str | Path, field_name: str = "label") -> np.ndarray:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Dict, Iterable, Optional
 
 # Our rules (the paper states none; docs/report.md "What a study can test"):
@@ -32,11 +31,11 @@ class DataFacts:
 
 
 def _manifest_of(beton: str) -> Optional[dict]:
-    path = Path(beton)
-    stem = path.name[:-len(".beton")] if path.name.endswith(".beton") else path.name
-    manifest = path.with_name(stem + ".manifest.json")
+    """The manifest's JSON, read leniently: two facts are all the report needs, and any it lacks are unknown."""
+    from dataset_writers.manifest import manifest_path
+
     try:
-        return json.loads(manifest.read_text())
+        return json.loads(manifest_path(beton).read_text())
     except (OSError, ValueError):
         return None
 
