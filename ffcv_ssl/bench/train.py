@@ -47,7 +47,7 @@ def measure(cfg, steps: int, warmup: int) -> Dict[str, Any]:
     device, loader = run.device, run.loader
     views_per_sample = run.num_views
     batch = cfg.data.batch_size // max(1, run.env.world_size)
-    sizes = [(v.size, v.size) for v in cfg.data.views for _ in range(v.count)]
+    sizes = [v.shape for v in cfg.data.views for _ in range(v.count)]
     run.objective.train()
 
     # (a) model alone on synthetic device tensors

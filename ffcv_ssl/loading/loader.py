@@ -7,7 +7,6 @@ conversion and normalisation happen there in torch (``finish.py``). On CPU the s
 """
 from __future__ import annotations
 
-import contextlib
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
+from ..ffcv_compat import safe_epoch_iterator, safe_os_cache
 from ..ops.recipe import expand_views
 from ..runtime import configure_numba
 from ..util import cpu_budget
@@ -47,41 +47,6 @@ class Batch:
         return len(self.label)
 
 
-def _safe_epoch_iterator():
-    """ffcv's ``EpochIterator``, except that an exception in its thread reaches the consumer.
-
-    Upstream, a failing batch kills the worker thread silently and ``next()`` then waits forever on its
-    queue; here the exception is queued and re-raised in the training loop.
-    """
-    from ffcv.loader.epoch_iterator import EpochIterator
-
-    class SafeEpochIterator(EpochIterator):
-        error: Optional[BaseException] = None
-
-        def run(self):
-            try:
-                super().run()
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer thread
-                self.error = exc
-                while not self.terminate_event.is_set():
-                    try:
-                        self.output_queue.put(None, timeout=0.5)
-                        break
-                    except Exception:  # noqa: BLE001 - queue full: the consumer is slow; retry
-                        continue
-
-        def __next__(self):
-            try:
-                return super().__next__()
-            except StopIteration:
-                if self.error is not None:     # set before the end marker was queued
-                    raise RuntimeError(f"the loader thread failed: {type(self.error).__name__}: "
-                                       f"{self.error}") from self.error
-                raise
-
-    return SafeEpochIterator
-
-
 def _check_beton(path: str) -> Path:
     p = Path(path)
     if not p.exists():
@@ -89,53 +54,6 @@ def _check_beton(path: str) -> Path:
     if p.is_dir():
         raise UserError(f"beton {p} is a directory; give the .beton file")
     return p
-
-
-_OS_CACHE_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _safe_os_cache():
-    """Build an ffcv ``Loader`` whose memory manager does not corrupt numba's type cache.
-
-    ffcv 1.0.2's ``OSCacheManager.state_type`` does ``t = nb.uint8[::1]; t.mutable = False``: it flips the
-    *interned* ``array(uint8, 1d, C)`` type to read-only for the whole process. Every later compilation
-    that meets a cached typing of a uint8 vector (``np.empty(n, np.uint8)``, a row of an image) then fails
-    with "Cannot modify readonly array"; the first Loader of a process compiles before the damage
-    matters, the second (train + val, or a bench) died in its worker thread and hung its consumer.
-    This swaps in, while one Loader is built, a manager with the same reader but a fresh read-only type.
-    """
-    import numba as nb
-    from ffcv.loader import loader as ffcv_loader
-    from ffcv.memory_managers.os_cache import OSCacheManager
-    from ffcv.pipeline.compiler import Compiler
-
-    class SafeOSCacheManager(OSCacheManager):
-        @property
-        def state_type(self):
-            return nb.types.Tuple([nb.types.Array(nb.uint8, 1, "C", readonly=True), nb.uint64[::1], nb.uint64[::1]])
-
-        def compile_reader(self):
-            ret = nb.types.Array(nb.uint8, 1, "C", readonly=True)
-            signature = ret(nb.uint64, self.state_type)
-            if not Compiler.is_enabled:
-                return _os_cache_read
-            # module-level and cached (ffcv's options otherwise): compiled per loader it took ~1.4 s
-            return nb.njit(signature, cache=True, fastmath=True, nogil=True, error_model="numpy")(_os_cache_read)
-
-    with _OS_CACHE_LOCK:
-        original = ffcv_loader.OSCacheManager
-        ffcv_loader.OSCacheManager = SafeOSCacheManager
-        try:
-            yield
-        finally:
-            ffcv_loader.OSCacheManager = original
-
-
-def _os_cache_read(address, mem_state):
-    """ffcv's OS-cache read (the sample's bytes at ``address``), on the read-only mapping above."""
-    size = mem_state[2][np.searchsorted(mem_state[1], address)]
-    return mem_state[0][address:address + size]
 
 
 def _check_threading_layer() -> None:
@@ -236,7 +154,7 @@ class ViewLoader:
                 pipelines[name] = None
         orders = {"random": OrderOption.RANDOM, "quasi_random": OrderOption.QUASI_RANDOM,
                   "sequential": OrderOption.SEQUENTIAL}
-        with _safe_os_cache():
+        with safe_os_cache():
             self.loader = Loader(self.path, batch_size=batch_size, num_workers=self.num_workers, os_cache=os_cache,
                                  order=orders[order], distributed=distributed, seed=self.seed, indices=indices,
                                  pipelines=pipelines, drop_last=drop_last, batches_ahead=batches_ahead)
@@ -282,7 +200,7 @@ class ViewLoader:
         if len(order) == 0:
             self.epoch = epoch + 1
             return
-        it = _safe_epoch_iterator()(loader, order)
+        it = safe_epoch_iterator()(loader, order)
         self._live = it
         names = list(loader.pipeline_specs)
         try:
