@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from ffcv_ssl.ffcv_compat import (ALLOC_TABLE_TYPE, CURRENT_VERSION, TYPE_ID_HAN
                                   decode_null_terminated_string, get_handlers, get_metadata_type)
 
 from .errors import BetonError
+
+if TYPE_CHECKING:
+    from .manifest import Manifest
 
 _MAX_FIELDS = 64                 # far above any beton we write (image, label, levels, source, index, extras)
 _MIN_PAGE_SIZE = 1 << 12
@@ -63,7 +66,7 @@ def _read(path: Path, dtype: np.dtype, count: int, offset: int) -> np.ndarray:
                          "somewhere readable") from None
 
 
-def open_beton(path: os.PathLike | str, manifest: Optional[Dict[str, Any]] = None,
+def open_beton(path: os.PathLike | str, manifest: Optional[Manifest] = None,
                expected_samples: Optional[int] = None):
     """Validate ``path`` (metadata only) and return ffcv's ``Reader`` of it.
 
@@ -120,8 +123,8 @@ def open_beton(path: os.PathLike | str, manifest: Optional[Dict[str, Any]] = Non
         raise _fail(path, f"its allocation table ({size - table_ptr:,} bytes from byte {table_ptr:,} to the end) "
                           f"is not a whole number of {ALLOC_TABLE_TYPE.itemsize}-byte entries (truncated or "
                           "appended to)")
-    if manifest is not None and "num_samples" in manifest and int(manifest["num_samples"]) != num_samples:
-        raise _fail(path, f"header says {num_samples:,} samples, its manifest {int(manifest['num_samples']):,} "
+    if manifest is not None and manifest.num_samples != num_samples:
+        raise _fail(path, f"header says {num_samples:,} samples, its manifest {manifest.num_samples:,} "
                           "(the beton or its manifest was replaced)")
     if expected_samples is not None and num_samples != int(expected_samples):
         raise _fail(path, f"header says {num_samples:,} samples, expected {int(expected_samples):,}")
@@ -159,15 +162,15 @@ def _check_table(path: Path, table: np.ndarray, num_samples: int, data_start: in
 
 
 def _check_metadata(path: Path, metadata: np.ndarray, handlers: Dict[str, Any], table: np.ndarray,
-                    manifest: Optional[Dict[str, Any]]) -> None:
+                    manifest: Optional[Manifest]) -> None:
     """Every data pointer is an allocation; image modes and sizes are possible."""
     from ffcv.fields import RGBImageField
 
     order = np.argsort(table["ptr"])
     ptrs, sizes = table["ptr"][order], table["size"][order]
-    stats = (manifest or {}).get("image_stats") or {}
-    limits = {"height": (stats.get("stored_height") or {}).get("max"),
-              "width": (stats.get("stored_width") or {}).get("max")}
+    height = manifest.image_stats.stored_height if manifest is not None else None
+    width = manifest.image_stats.stored_width if manifest is not None else None
+    limits = {"height": height.max if height is not None else None, "width": width.max if width is not None else None}
     for k, (name, handler) in enumerate(handlers.items()):
         column = metadata[f"f{k}"]
         sub = column.dtype.names or ()

@@ -313,22 +313,6 @@ class Manifest(_Record):
         Named ``save``, not ``write``: ``write`` is the manifest's key for the write's timing."""
         return atomic_write_text(path, json.dumps(self.to_dict(), indent=1, sort_keys=False) + "\n")
 
-    # --- temporary: the JSON values by key, for the code not yet converted to attributes (beton_check.open_beton,
-    # loading/loader.py, evaluation/runner.py, commands/write.py, tests/test_beton_writer.py and
-    # tests/test_faults_writer.py); delete these three methods once they use attributes ---
-    def __getitem__(self, key: str) -> Any:
-        if key not in self:
-            raise KeyError(key)
-        return self.extra[key] if key in self.extra else _jsonable(getattr(self, key))
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.extra or any(f.name == key != "extra" and not (f.metadata.get("omit_if_none")
-                                                                          and getattr(self, f.name) is None)
-                                        for f in dataclasses.fields(self))
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self[key] if key in self else default
-
 
 def read_manifest(beton: os.PathLike | str) -> Manifest:
     """``Manifest.read``: the typed manifest beside ``beton``."""

@@ -13,7 +13,7 @@ from dataset_writers.write import ImageOptions, write_split
 def test_same_bytes_for_any_worker_count(digits_index, tmp_path):
     index = digits_index["test"]
     opts = ImageOptions(max_resolution=32, page_size=1 << 21)
-    digests = {w: write_split(index, tmp_path / f"w{w}.beton", image=opts, workers=w)["sha256"] for w in (0, 1, 2)}
+    digests = {w: write_split(index, tmp_path / f"w{w}.beton", image=opts, workers=w).sha256 for w in (0, 1, 2)}
     assert len(set(digests.values())) == 1
     assert digests[0] == sha256_file(tmp_path / "w2.beton")
 
@@ -71,9 +71,9 @@ def test_skip_mode_leaves_the_bad_image_out_and_lists_it(tmp_path):
     out = tmp_path / "toy.beton"
     m = write_split(_index(), out, image=ImageOptions(max_resolution=32, page_size=1 << 21), workers=2,
                     on_error="skip")
-    assert m["num_samples"] == 299 and verify_beton(out) == 299
-    assert m["skipped"] == [{"file": "/data/img_150.jpg", "reason": "cannot decode (truncated)"}]
-    assert 1150 not in m["ids"]["values"] and len(m["ids"]["values"]) == 299
+    assert m.num_samples == 299 and verify_beton(out) == 299
+    assert [(s.file, s.reason) for s in m.skipped] == [("/data/img_150.jpg", "cannot decode (truncated)")]
+    assert 1150 not in m.ids.values and len(m.ids.values) == 299
 
 
 def test_existing_output_needs_overwrite(digits_index, tmp_path):

@@ -361,7 +361,7 @@ def test_unreadable_class_folder_and_image(small_imagenet, unreadable, tmp_path)
     assert "cannot decode" not in line and list(tmp_path.iterdir()) == []
     code, _, err = run_cli(*args, "--on-error", "skip", prefix=prefix)
     assert code == 0, err
-    skipped = {s["file"]: s["reason"] for s in read_manifest(out)["skipped"]}
+    skipped = {s.file: s.reason for s in read_manifest(out).skipped}
     assert "permission denied" in skipped[str(folder)]
     assert "permission denied" in skipped[str(image)] and "cannot decode" not in skipped[str(image)]
 
@@ -380,7 +380,7 @@ def test_unreadable_folder_of_an_annotated_dataset_lists_its_images(tmp_path):
     finally:
         folder.chmod(0o755)
     assert code == 0, err
-    skipped = {s["file"]: s["reason"] for s in read_manifest(out)["skipped"]}
+    skipped = {s.file: s.reason for s in read_manifest(out).skipped}
     assert sorted(skipped) == inside and all("permission denied" in r for r in skipped.values()), skipped
 
 
@@ -424,7 +424,7 @@ def test_an_orphan_manifest_is_reported_and_replaced(digits_index, tmp_path, cap
                        "--workers", "1")
     assert code == 0
     assert len(err) == 1 and err[0].startswith("warning:") and str(manifest_path(out)) in err[0] and "orphan" in err[0]
-    assert read_manifest(out)["num_samples"] == 359
+    assert read_manifest(out).num_samples == 359
 
 
 def test_a_small_beton_is_small_and_loads_with_both_caches(digits_index, tmp_path):
@@ -439,7 +439,7 @@ def test_a_small_beton_is_small_and_loads_with_both_caches(digits_index, tmp_pat
     m = write_split(index, out, positions=np.arange(15), image=ImageOptions(write_mode="raw"), workers=0)
     # was 16 MiB for any size (the metadata padded to a page, the last page padded to its end)
     assert out.stat().st_size < 1 << 20, out.stat().st_size
-    assert m["num_samples"] == 15
+    assert m.num_samples == 15
     for os_cache in (True, False):
         loader = Loader(str(out), batch_size=15, num_workers=1, order=OrderOption.SEQUENTIAL, os_cache=os_cache,
                         pipelines={"image": [SimpleRGBImageDecoder()]})

@@ -140,17 +140,6 @@ def test_inspect_names_the_manifest_that_lacks_num_classes_and_exits_2(tmp_path,
     assert len(err) == 1 and str(manifest_path(beton)) in err[0] and "'num_classes'" in err[0], err
 
 
-def test_dict_look_ups_of_the_modules_not_yet_converted_give_the_json_values():
-    """Temporary (beton_check, loader, runner and the write command still index the manifest like a dict)."""
-    m = read_manifest(FIXTURES / "digits_train_noisy.beton")
-    assert m["write"]["images_per_s"] == m.write.images_per_s and m["num_samples"] == 12
-    assert m.get("image_stats")["stored_height"] == {"min": 16, "mean": 16.0, "max": 16}
-    assert "num_samples" in m and "label_noise" in m and "extra" not in m and m.get("nothing", 3) == 3
-    assert "label_noise" not in read_manifest(FIXTURES / "digits_test.beton")
-    with pytest.raises(KeyError):
-        m["nothing"]
-
-
 def test_the_manifest_module_reads_without_ffcv_cv2_or_torch(tmp_path):
     """The report reads manifests; it must not pay for (or need) the writer's heavy imports."""
     shutil.copy(FIXTURES / "pool.manifest.json", tmp_path / "pool.manifest.json")

@@ -18,6 +18,8 @@ from ffcv_ssl.report.figures import PAPER_LABEL, SCRATCH_LABEL
 from ffcv_ssl.report.paper import PAPER_VALUES, parse_paper_values
 from ffcv_ssl.results import EvalInfo, PretrainInfo, Results, write_results
 
+REPO = Path(__file__).resolve().parents[1]
+
 POOL4 = ("glc20", "imagenet", "inat21", "places365")
 
 
@@ -556,13 +558,15 @@ def test_every_table_names_its_protocol_and_protocols_are_never_mixed(tmp_path):
 
 
 def _manifest(tmp_path, name, side, classes):
+    """A beton's manifest as the writer writes it (a real digits one), with this dataset's name, size and classes."""
     beton = tmp_path / "data" / f"{name}.beton"
     beton.parent.mkdir(exist_ok=True)
-    stats = {"stored_height": {"min": side, "mean": float(side), "max": side},
-             "stored_width": {"min": side, "mean": float(side), "max": side}}
-    # the fields the writer records (dataset_writers/write.py: _manifest), as it writes them
-    (tmp_path / "data" / f"{name}.manifest.json").write_text(json.dumps(
-        {"dataset": name, "num_samples": 100, "num_classes": classes, "image_stats": stats}))
+    data = json.loads((REPO / "tests" / "fixtures" / "manifests" / "digits_test.manifest.json").read_text())
+    span = {"min": side, "mean": float(side), "max": side}
+    data.update(dataset=name, num_classes=classes, class_names=[str(c) for c in range(classes)],
+                counts_per_class=[1] * classes)
+    data["image_stats"].update(stored_height=span, stored_width=span)
+    (tmp_path / "data" / f"{name}.manifest.json").write_text(json.dumps(data))
     return str(beton)
 
 

@@ -166,9 +166,9 @@ def run(args: argparse.Namespace) -> int:
     from ..console import console
 
     manifest = run_write(write_config(args))
-    skipped = len(manifest.get("skipped", []))
-    console.print(f"wrote [bold]{args.out}[/]: {manifest['num_samples']:,} samples, {manifest['num_classes']} "
-                  f"classes, {manifest['write']['images_per_s']:,.0f} img/s"
+    skipped = len(manifest.skipped)
+    console.print(f"wrote [bold]{args.out}[/]: {manifest.num_samples:,} samples, {manifest.num_classes} "
+                  f"classes, {manifest.write.images_per_s:,.0f} img/s"
                   + (f", [yellow]{skipped} skipped (listed in the manifest)[/]" if skipped else "")
-                  + f"; sha256 {manifest['sha256'][:16]}…", soft_wrap=True)
+                  + f"; sha256 {manifest.sha256[:16]}…", soft_wrap=True)
     return 0

@@ -78,12 +78,13 @@ def extract_features(source: BackboneSource, beton: str, cfg: EvalConfig):
     loader = ViewLoader(beton, [eval_view(cfg.eval_size, cfg.eval_center_ratio)], batch_size=cfg.batch_size,
                         num_workers=cfg.num_workers, order="sequential", drop_last=False, device=device,
                         dtype=dtype, with_index=True)
-    manifest = info.manifest or {}
+    manifest = info.manifest
     directory = cache_dir_for(cfg.cache_dir, source.sha256, beton_sha, tag)
     writer = FeatureCacheWriter(directory, count=info.num_samples, width=int(backbone.num_features),
                                 checkpoint_sha256=source.sha256, beton_sha256=beton_sha, arch=source.arch,
                                 pipeline=pipeline, level_names=loader.level_names, num_classes=info.num_classes,
-                                class_names=manifest.get("class_names"), label_levels=manifest.get("label_levels"),
+                                class_names=manifest.class_names if manifest is not None else None,
+                                label_levels=manifest.to_dict()["label_levels"] if manifest is not None else None,
                                 extra={"beton": str(beton), "checkpoint": source.path or "random"})
     with writer, torch.no_grad(), progress_bar("rate") as bar:
         task = bar.add_task(f"features {Path(beton).name}", total=len(loader), rate="")
@@ -207,10 +208,10 @@ def hierarchy_from_file(path: Path, train_beton: str):
     from ..loading.info import beton_info
     from .hierarchy import Hierarchy
 
-    manifest = beton_info(train_beton).manifest or {}
-    fine_names = manifest.get("class_names") or []
+    manifest = beton_info(train_beton).manifest
+    fine_names = manifest.class_names if manifest is not None else []
     if Path(path).suffix == ".mat":
-        wnids = (manifest.get("reader_options") or {}).get("wnids") or fine_names
+        wnids = (manifest.reader_options.get("wnids") if manifest is not None else None) or fine_names
         return Hierarchy.from_imagenet_meta(path, wnids=wnids)
     return Hierarchy.from_parent_file(path, fine_names)
 

@@ -1,4 +1,4 @@
-"""Which of the paper's findings a study can test at all, from what its data is (issue 13 §3).
+"""Which of the paper's findings a study can test at all, from what its data is.
 
 A miniature study (32-px digits, 10 classes) runs every lens of the paper, but some findings are about things
 such data does not have: a resolution effect needs images with detail to lose, a fine-grained gap needs many
@@ -11,9 +11,11 @@ finding is tested (the report cannot say it is out of scope).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterable, Optional
+from typing import TYPE_CHECKING, Callable, Dict, Iterable, Optional
+
+if TYPE_CHECKING:
+    from dataset_writers.manifest import Manifest
 
 # Our rules (the paper states none; docs/report.md "What a study can test"):
 MIN_SIDE_FOR_RESOLUTION = 128   # px: the paper's 4x downsample of such an image still leaves > 32 px of detail
@@ -30,22 +32,22 @@ class DataFacts:
     source: str = ""                          # the manifest read
 
 
-def _manifest_of(beton: str) -> Optional[dict]:
-    """The manifest's JSON, read leniently: two facts are all the report needs, and any it lacks are unknown."""
-    from dataset_writers.manifest import manifest_path
+def _manifest_of(beton: str) -> Optional["Manifest"]:
+    """The beton's manifest, or None when it is missing or unreadable: the report then marks the facts unknown."""
+    from dataset_writers.errors import WriterError
+    from dataset_writers.manifest import read_manifest
 
     try:
-        return json.loads(manifest_path(beton).read_text())
-    except (OSError, ValueError):
+        return read_manifest(beton)
+    except WriterError:
         return None
 
 
-def facts_from_manifest(dataset: str, manifest: dict, source: str = "") -> DataFacts:
-    stats = manifest.get("image_stats") or {}
-    sides = [(stats.get(k) or {}).get("mean") for k in ("stored_height", "stored_width")]
-    side = min(sides) if all(isinstance(x, (int, float)) for x in sides) else None
-    classes = manifest.get("num_classes")
-    return DataFacts(dataset, side, int(classes) if isinstance(classes, int) else None, source)
+def facts_from_manifest(dataset: str, manifest: "Manifest", source: str = "") -> DataFacts:
+    stats = manifest.image_stats
+    sides = [span.mean for span in (stats.stored_height, stats.stored_width) if span is not None]
+    side = min(sides) if len(sides) == 2 else None
+    return DataFacts(dataset, side, manifest.num_classes, source)
 
 
 def gather_facts(train_betons: Iterable[tuple]) -> Dict[str, DataFacts]:
