@@ -12,6 +12,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
+from ffcv_ssl import ffcv_compat
 from ffcv_ssl.files import save_figure
 
 from .beton import sha256_file, verify_beton
@@ -106,7 +107,7 @@ def stored_image(path: os.PathLike | str, position: int) -> tuple:
     with open(path, "rb") as fp:
         fp.seek(int(meta["data_ptr"]))
         data = fp.read(size)
-    if int(meta["mode"]) == 0:                                       # ffcv IMAGE_MODES: jpg = 0, raw = 1
+    if int(meta["mode"]) == ffcv_compat.IMAGE_MODES["jpg"]:             # else raw
         image = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
     else:
         image = np.frombuffer(data, np.uint8).reshape(int(meta["height"]), int(meta["width"]), 3)

@@ -165,6 +165,7 @@ _BETON_NAMES = {
     "ALLOC_TABLE_TYPE": "ffcv.types", "CURRENT_VERSION": "ffcv.types", "TYPE_ID_HANDLER": "ffcv.types",
     "FieldDescType": "ffcv.types", "HeaderType": "ffcv.types", "get_handlers": "ffcv.types",
     "get_metadata_type": "ffcv.types", "decode_null_terminated_string": "ffcv.utils", "Field": "ffcv.fields.base",
+    "IMAGE_MODES": "ffcv.fields.rgb_image",
 }
 
 

@@ -237,15 +237,16 @@ class StockFfcv(Contender):
         from ffcv.fields.rgb_image import RandomResizedCropRGBImageDecoder
         from ffcv.loader import Loader, OrderOption
         from ffcv.pipeline import PipelineSpec
-        from ffcv.reader import Reader
         from ffcv.transforms import (RandomBrightness, RandomContrast, RandomHorizontalFlip, RandomSaturation,
                                      Squeeze, ToTensor)
+
+        from dataset_writers.beton_check import open_beton
 
         from ..runtime import configure_numba
 
         configure_numba()
         t = self.task
-        pipelines: Dict = {name: None for name in Reader(t.beton).field_names}
+        pipelines: Dict = {name: None for name in open_beton(t.beton).field_names}
         pipelines["label"] = [IntDecoder(), ToTensor(), Squeeze()]
         for v in range(t.views):   # fresh Operation instances per view (a shared one is ambiguous in ffcv)
             ops = [RandomHorizontalFlip(), RandomBrightness(0.8, p=0.8), RandomContrast(0.8, p=0.8),

@@ -146,11 +146,12 @@ class BenchData:
 
 
 def stored_jpegs(beton: Path) -> List[Tuple[int, int, int, int]]:
-    """(offset, size, height, width) of the stored JPEG of every sample, from ffcv's own reader."""
-    from ffcv.fields.rgb_image import IMAGE_MODES
-    from ffcv.reader import Reader
+    """(offset, size, height, width) of the stored JPEG of every sample, from ffcv's own reader (validated first)."""
+    from dataset_writers.beton_check import open_beton
 
-    reader = Reader(str(beton))
+    from ..ffcv_compat import IMAGE_MODES
+
+    reader = open_beton(beton)
     if "image" not in reader.field_names:
         raise UserError(f"{beton}: no 'image' field; rebuild the benchmark data")
     meta = reader.metadata[reader.metadata.dtype.names[reader.field_names.index("image")]]

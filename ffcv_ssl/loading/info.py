@@ -58,10 +58,10 @@ def beton_info(path: str | Path) -> BetonInfo:
 
 
 def beton_labels(path: str | Path, field_name: str = "label") -> np.ndarray:
-    """Integer labels (or another integer field) of every sample, from the beton's metadata table."""
-    from ffcv.reader import Reader
+    """Integer labels (or another integer field) of every sample, from the beton's metadata table (validated)."""
+    from dataset_writers.beton_check import open_beton
 
-    reader = Reader(str(path))
+    reader = open_beton(path)
     names = list(reader.handlers)
     if field_name not in names:
         raise UserError(f"{path}: has no field '{field_name}' (fields: {', '.join(names)})")

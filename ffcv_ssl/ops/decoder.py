@@ -24,9 +24,9 @@ import numpy as np
 from ffcv.pipeline.allocation_query import AllocationQuery
 from ffcv.pipeline.operation import Operation
 from ffcv.pipeline.state import State
-from ffcv.utils import cast_int_to_byte_ptr
 
 from .blur import kernel_size_for
+from .jpeg import address_as_bytes
 from .recipe import ViewConfig
 from .resize import max_taps
 from .views import (CROP_CENTER, CROP_FULL, CROP_RANDOM, F_BLUR_P, F_BRIGHT, F_CENTER, F_CONTRAST, F_FLIP_P,
@@ -136,7 +136,7 @@ class MultiViewDecoder(Operation):
             n = len(batch_indices)
             vf_rw = vf.copy()            # addressable copies of the recipe (captured arrays are constants)
             vi_rw = vi.copy()
-            state = numba.carray(cast_int_to_byte_ptr(state_addr), (16,)).view(np.int64)
+            state = numba.carray(address_as_bytes(state_addr), (16,)).view(np.int64)
             heights = np.empty(n, np.int64)
             widths = np.empty(n, np.int64)
             ids = np.empty(n, np.int64)
@@ -191,7 +191,7 @@ class ColourParams(Operation):
             n = len(batch_indices)
             vf_rw = vf.copy()
             vi_rw = vi.copy()
-            state = numba.carray(cast_int_to_byte_ptr(state_addr), (16,)).view(np.int64)
+            state = numba.carray(address_as_bytes(state_addr), (16,)).view(np.int64)
             heights = np.empty(n, np.int64)
             widths = np.empty(n, np.int64)
             ids = np.empty(n, np.int64)
