@@ -3,7 +3,7 @@
 ``Manifest`` is the one typed form of that file: the writers build it, every reader gets attributes
 (``m.num_classes``, ``m.sources[0].dataset``) instead of string keys, and a file with a missing or mistyped
 key is one line naming the file and the key when it is read, not a ``KeyError`` somewhere later.
-``Manifest.write`` produces the JSON the writers have always produced (same keys, order and values), so
+``Manifest.save`` writes the JSON the writers have always produced (same keys, order and values), so
 betons written before this class existed still read.
 
 Parts whose layout belongs to another module stay plain JSON values: ``corruption`` entries
