@@ -83,6 +83,9 @@ def _attribute_docs(doc: str) -> Dict[str, str]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from dataset_writers.config import WriteConfig
+
+    d = WriteConfig(dataset="", out="")      # the defaults live in the config, once
     p.__class__ = type("WriteParser", (_WriteParser, type(p)), {})
     p.epilog = EXAMPLES
     p.add_argument("dataset", metavar="DATASET", help="imagenet, inat21, places365, glc20, digits; or 'pool'")
@@ -95,18 +98,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                           "N samples (250000, 250k, 1M); repeat for each part, in pool order")
     src.add_argument("--out", required=True, help="output FILE.beton; its manifest is written beside it")
     store = p.add_argument_group("storage (defaults suit 224-px training; see ImageOptions)")
-    store.add_argument("--max-resolution", type=int, default=512,
-                       help="longer side cap in px (default 512: ImageNet/iNat21 stay at their published <= 500 px, "
+    store.add_argument("--max-resolution", type=int, default=d.max_resolution,
+                       help=f"longer side cap in px (default {d.max_resolution}: ImageNet/iNat21 stay at their published <= 500 px, "
                             "so corruptions keep their factor against the clean beton; 384 or 256 for smaller, "
                             "faster betons; measured trade-off in docs/corruptions.md)")
-    store.add_argument("--write-mode", default="jpg", choices=("jpg", "raw", "smart"),
+    store.add_argument("--write-mode", default=d.write_mode, choices=("jpg", "raw", "smart"),
                        help="jpg (default; ~10x smaller than raw), raw (lossless, large), smart (raw when small)")
-    store.add_argument("--jpeg-quality", type=int, default=90,
-                       help="JPEG quality (default 90, as ffcv-imagenet; 95 if you study compression effects)")
+    store.add_argument("--jpeg-quality", type=int, default=d.jpeg_quality,
+                       help=f"JPEG quality (default {d.jpeg_quality}, as ffcv-imagenet; 95 if you study compression effects)")
     sub = p.add_argument_group("nested subsets (Cole et al. §3.1: 50k ... 1M)")
     sub.add_argument("--subset", type=int, help="keep N samples: a prefix of one seeded permutation, so "
                                                 "50k ⊂ 125k ⊂ ... with the same --seed")
-    sub.add_argument("--seed", type=int, default=0, help="seed of the subset permutation (default 0; keep it fixed "
+    sub.add_argument("--seed", type=int, default=d.seed, help=f"seed of the subset permutation (default {d.seed}; keep it fixed "
                                                          "across a study so subsets nest)")
     sub.add_argument("--balanced", action="store_true",
                      help="make every prefix as class-balanced as possible (default: uniform, as the paper)")
@@ -117,9 +120,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                           "paper_downsample2x, paper_downsample4x); repeat to chain; label_noise:rate=0.2 flips labels")
     cor.add_argument("--corrupt-seed", type=int, help="seed of the corruption noise (default: --seed)")
     run = p.add_argument_group("run")
-    run.add_argument("--workers", type=int, default=0,
-                     help="encoding processes (default 0 = one per CPU of this process's affinity mask)")
-    run.add_argument("--on-error", default="fail", choices=("fail", "skip"),
+    run.add_argument("--workers", type=int, default=d.workers,
+                     help=f"encoding processes (default {d.workers} = one per CPU of this process's affinity mask)")
+    run.add_argument("--on-error", default=d.on_error, choices=("fail", "skip"),
                      help="fail (default): stop before writing anything final, naming the file; skip: leave "
                           "unreadable/missing/unlabelled entries out and list them in the manifest")
     run.add_argument("--overwrite", action="store_true", help="replace an existing --out")
