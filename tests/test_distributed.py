@@ -12,13 +12,11 @@ The 2-process checks run once (module fixture) and each test asserts one propert
 from __future__ import annotations
 
 import os
-import socket
-from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
+from ddp_support import run_ranks
 from ffcv_ssl import distributed
 from ffcv_ssl.distributed import DistEnv, init_distributed, parse_nodelist, per_process_batch, slurm_master_port
 from ffcv_ssl.errors import UserError
@@ -120,12 +118,9 @@ def _simclr_eval_bn():
     return tiny_objective("simclr").eval()
 
 
-def _run_rank(rank: int, port: int, out_dir: str) -> None:
-    """Body of one process: three checks, results written to ``out_dir/rank{rank}.pt``."""
-    torch.set_num_threads(1)
-    env = init_distributed(env=DistEnv(rank=rank, world_size=WORLD, local_rank=rank, local_world_size=WORLD,
-                                       master_addr="127.0.0.1", master_port=port))
-    assert env.backend == "gloo" and distributed.get_world_size() == WORLD
+def _rank_body(rank: int) -> dict:
+    """Body of one process: three checks, their results returned."""
+    assert distributed.get_world_size() == WORLD and distributed.get_rank() == rank
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     from ffcv_ssl.objectives.losses import nt_xent
@@ -163,21 +158,12 @@ def _run_rank(rank: int, port: int, out_dir: str) -> None:
     moco.after_step(0.5)
     res["moco_queue"], res["moco_ptr"] = moco.queue.clone(), int(moco.queue_ptr)
     res["moco_target"] = [p.clone() for p in moco.target_backbone.parameters()][:5]
-    torch.save(res, Path(out_dir) / f"rank{rank}.pt")
-    distributed.cleanup()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return res
 
 
 @pytest.fixture(scope="module")
-def two_processes(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ddp")
-    mp.spawn(_run_rank, args=(_free_port(), str(out)), nprocs=WORLD, join=True)
-    return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+def two_processes():
+    return run_ranks(_rank_body, world=WORLD)
 
 
 def test_gathered_nt_xent_equals_brute_force_over_processes(two_processes):

@@ -9,14 +9,11 @@ Each process imports torch + ffcv and compiles its loader: ~1 min on 2 cores, he
 """
 from __future__ import annotations
 
-import socket
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
-import torch.multiprocessing as mp
 
+from ddp_support import run_ranks
 from loader_support import ID_OFFSET, identity_stats, varied_photos, write_beton
 
 WORLD, N, BATCH, SEED = 2, 32, 4, 3
@@ -41,32 +38,19 @@ def _epochs(loader, epochs=(0, 1)):
     return out
 
 
-def _run_rank(rank: int, port: int, beton: str, out_dir: str) -> None:
-    from ffcv_ssl.distributed import DistEnv, cleanup, init_distributed
+def _rank_body(rank: int, beton: str) -> dict:
     from ffcv_ssl.loading import ViewLoader
 
-    torch.set_num_threads(1)
-    init_distributed(backend="gloo", env=DistEnv(rank=rank, world_size=WORLD, local_rank=rank,
-                                                 local_world_size=WORLD, master_addr="127.0.0.1", master_port=port))
     loader = ViewLoader(beton, _views(), batch_size=BATCH, num_workers=1, order="random", seed=SEED,
                         distributed=True, with_index=True, **identity_stats())
-    res = {"len": len(loader), "epochs": _epochs(loader)}
-    torch.save(res, Path(out_dir) / f"rank{rank}.pt")
-    cleanup()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return {"len": len(loader), "epochs": _epochs(loader)}
 
 
 @pytest.fixture(scope="module")
 def sharded(tmp_path_factory):
     d = tmp_path_factory.mktemp("ddp_loader")
     beton = write_beton(d / "photos.beton", varied_photos(N, (40, 90)), "jpg", 96)
-    mp.spawn(_run_rank, args=(_free_port(), str(beton), str(d)), nprocs=WORLD, join=True)
-    return beton, [torch.load(d / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+    return beton, run_ranks(_rank_body, str(beton), world=WORLD)
 
 
 def test_two_ranks_cover_every_sample_exactly_once_per_epoch(sharded):

@@ -16,12 +16,10 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from ffcv_ssl import distributed
+from ddp_support import run_ranks
 from ffcv_ssl.config import ConfigError, load_config
-from ffcv_ssl.distributed import DistEnv, init_distributed
 from ffcv_ssl.errors import UserError
 from ffcv_ssl.models import ModelConfig, build_backbone, maybe_sync_batchnorm
 from ffcv_ssl.objectives import ObjectiveConfig, build_objective
@@ -152,10 +150,7 @@ def test_sync_bn_leaves_the_key_encoder_on_per_process_bn():
 WORLD, LOCAL = 2, 8
 
 
-def _run_rank(rank: int, port: int, out_dir: str) -> None:
-    torch.set_num_threads(1)
-    init_distributed(env=DistEnv(rank=rank, world_size=WORLD, local_rank=rank, local_world_size=WORLD,
-                                 master_addr="127.0.0.1", master_port=port))
+def _rank_body(rank: int) -> dict:
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     obj = moco()                                         # same weights on both ranks (seed 0)
@@ -174,17 +169,12 @@ def _run_rank(rank: int, port: int, out_dir: str) -> None:
     model([q_all[mine].contiguous(memory_format=torch.channels_last),
            k_all[mine].contiguous(memory_format=torch.channels_last)], torch.zeros(LOCAL, dtype=torch.long))
     res.update({"keys": obj._pending.pop().clone(), "key_bn_in": key_in[0].clone()})
-    torch.save(res, Path(out_dir) / f"rank{rank}.pt")
-    distributed.cleanup()
+    return res
 
 
 @pytest.fixture(scope="module")
-def two_processes(tmp_path_factory):
-    from test_distributed import _free_port
-
-    out = tmp_path_factory.mktemp("shuffle_bn")
-    mp.spawn(_run_rank, args=(_free_port(), str(out)), nprocs=WORLD, join=True)
-    return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+def two_processes():
+    return run_ranks(_rank_body, world=WORLD)
 
 
 def test_ddp_keys_are_encoded_on_shards_of_rank0s_permutation(two_processes):
