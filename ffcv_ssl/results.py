@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from .errors import UserError
+from .evaluation.kinds import RESULT_KINDS as KINDS
 from .files import atomic_write_text
 
 SCHEMA = "ffcv-ssl/results/1"
 
 METHODS = ("simclr", "supervised", "byol", "moco", "random", "none")
-KINDS = ("linear", "reference_linear", "finetune", "scratch", "knn", "hierarchical")
 
 
 class ResultsError(UserError):

@@ -21,3 +21,8 @@ KIND_HELP = {
 EVALUATIONS: Registry = Registry("evaluation", package=__package__, error=UserError,
                                  builtins={kind: "runner" for kind in KIND_HELP})
 KINDS = tuple(KIND_HELP)
+#: Kinds whose results are filed under another kind's name: a concat evaluation is a linear probe on joined
+#: features, written as ``linear`` results (with their ``concat_with`` sources), in ``linear-<budget>/``.
+RESULT_KIND = {"concat": "linear"}
+#: The kinds a ``results.json`` can record.
+RESULT_KINDS = tuple(k for k in KINDS if k not in RESULT_KIND)

@@ -18,7 +18,7 @@ from ..errors import UserError
 from ..results import EvalInfo, PretrainInfo, Results, write_results
 from ..backbones import BackboneSource, resolve_backbone
 from .config import EvalConfig
-from .kinds import EVALUATIONS
+from .kinds import EVALUATIONS, RESULT_KIND
 from .label_space import LabelSpace, check_label_space
 
 Evaluation = Callable[[EvalConfig, Optional[BackboneSource], LabelSpace], List[Path]]
@@ -121,18 +121,13 @@ def _eval_info(cfg: EvalConfig, kind: str, budget: Optional[int], protocol: str)
                     train=str(cfg.train), test=str(cfg.test), label_level=cfg.label_level, seed=cfg.seed)
 
 
-#: Kinds whose results are filed under another kind's name: concat is a linear probe on joined features
-#: (``eval_concat`` writes through ``_linear_results(..., "linear", ...)``).
-_RESULT_KIND = {"concat": "linear"}
-
-
 def result_path(kind: str, cfg: EvalConfig, budget: Optional[int]) -> Path:
     """``out_dir/<kind>-<budget>[-<level>]/results.json``: where evaluation ``kind`` writes one budget's result.
 
     The one derivation of that path: the evaluations write there and sweep jobs name it as their output.
     """
     level = "" if cfg.label_level == "label" else f"-{cfg.label_level}"
-    return Path(cfg.out_dir) / f"{_RESULT_KIND.get(kind, kind)}-{_budget_label(budget)}{level}" / "results.json"
+    return Path(cfg.out_dir) / f"{RESULT_KIND.get(kind, kind)}-{_budget_label(budget)}{level}" / "results.json"
 
 
 def results_paths(kind: str, cfg: EvalConfig) -> List[Path]:
