@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 LAYERS: List[tuple[str, List[str]]] = [
     ("foundation", ["ffcv_ssl", "ffcv_ssl._version", "ffcv_ssl.errors", "ffcv_ssl.console",
                     "ffcv_ssl.files", "ffcv_ssl.paths", "ffcv_ssl.config", "ffcv_ssl.runtime",
-                    "ffcv_ssl.distributed", "ffcv_ssl.data", "ffcv_ssl.util", "ffcv_ssl.registry",
+                    "ffcv_ssl.distributed", "ffcv_ssl.data", "ffcv_ssl.util", "ffcv_ssl.registry", "ffcv_ssl.splitmix",
                     "ffcv_ssl.ffcv_compat", "dataset_writers.errors"]),
     ("readers", ["dataset_writers.readers", "dataset_writers.registry", "dataset_writers.records",
                  "dataset_writers.images"]),

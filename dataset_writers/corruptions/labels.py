@@ -13,12 +13,10 @@ from typing import Any, Callable, Dict
 
 import numpy as np
 
+from ffcv_ssl.splitmix import GOLDEN, INV53, mix64_array
+
 from ..errors import WriterError
 from .registry import Params, param, register_corruption
-
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
 
 Uniforms = Callable[[int], np.ndarray]
 
@@ -31,11 +29,8 @@ def stable_hash64(text: str) -> int:
 def uniforms(key: int, ids: np.ndarray, stream: int) -> np.ndarray:
     """One float64 in [0, 1) per id, a pure function of (key, stream, id): SplitMix64 at position ``id``."""
     base = np.uint64(stable_hash64(f"{key}/{stream}"))
-    z = np.asarray(ids, dtype=np.int64).astype(np.uint64) * _GOLDEN + base   # wraps mod 2^64 on purpose
-    z = (z ^ (z >> np.uint64(30))) * _M1
-    z = (z ^ (z >> np.uint64(27))) * _M2
-    z = z ^ (z >> np.uint64(31))
-    return (z >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+    z = mix64_array(np.asarray(ids, dtype=np.int64).astype(np.uint64) * GOLDEN + base)   # wraps mod 2^64
+    return (z >> np.uint64(11)).astype(np.float64) * INV53
 
 
 @dataclass(frozen=True)

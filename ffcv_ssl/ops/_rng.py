@@ -8,10 +8,10 @@ this avoids it entirely. SplitMix64 finaliser (Steele et al., 2014).
 import numpy as np
 from numba import njit
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-_INV53 = 1.0 / 9007199254740992.0  # 2**-53
+from ..splitmix import GOLDEN as _GOLDEN
+from ..splitmix import INV53 as _INV53
+from ..splitmix import M1 as _M1
+from ..splitmix import M2 as _M2
 
 
 @njit(cache=True, inline="always")
