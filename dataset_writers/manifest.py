@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional, TypeVar, Union
 import numpy as np
 
 from ffcv_ssl import __version__
-from ffcv_ssl.files import atomic_write_text
+from ffcv_ssl.files import atomic_write_text, read_json
 
 from .errors import WriterError
 
@@ -298,10 +298,7 @@ class Manifest(_Record):
         path = manifest_path(beton)
         if not path.exists():
             raise WriterError(f"{beton}: no manifest beside it ({path.name}); was it written by 'ffcv-ssl write'?")
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise WriterError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); rewrite the beton") from None
+        data = read_json(path, WriterError, "rewrite the beton")
         schema = data.get("schema") if isinstance(data, dict) else None
         if schema != SCHEMA:
             raise WriterError(f"{path}: unknown manifest schema {schema!r} (this tool reads {SCHEMA})")

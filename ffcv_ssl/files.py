@@ -1,4 +1,4 @@
-"""Atomic file output: write to a temporary name beside the target, rename when complete.
+"""Atomic file output (write to a temporary name beside the target, rename when complete), and JSON input.
 
 A reader (or a kill at any moment) never sees half a file under the final name, and a failed write
 leaves no temporary file behind. Every result, manifest, config, report, figure and checkpoint goes
@@ -6,9 +6,10 @@ through here.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 
 def atomic_write(path: os.PathLike | str, write: Callable[[Path], None]) -> Path:
@@ -35,3 +36,15 @@ def atomic_write_text(path: os.PathLike | str, text: str) -> Path:
 def save_figure(fig, path: os.PathLike | str, **savefig_kwargs) -> Path:
     """A matplotlib figure as PNG, atomically (the temporary name has no extension, so the format is given)."""
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", **savefig_kwargs))
+
+
+def read_json(path: os.PathLike | str, error: Callable[[str], Exception], fix: str = "") -> Any:
+    """The parsed JSON of ``path``; invalid JSON raises ``error`` with one line naming the file, the place and ``fix``.
+
+    Every JSON file we read (manifests, results, feature caches, iNat21 annotations) reports a damaged file
+    the same way: ``<path>: not valid JSON (<why> at line N); <fix>``. A missing file is the caller's to word.
+    """
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise error(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})" + (f"; {fix}" if fix else "")) from None

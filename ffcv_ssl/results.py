@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional
 
 from .errors import UserError
 from .evaluation.kinds import RESULT_KINDS as KINDS
-from .files import atomic_write_text
+from .files import atomic_write_text, read_json
 
 SCHEMA = "ffcv-ssl/results/1"
 
@@ -137,12 +137,9 @@ def write_results(results: Results, path: os.PathLike | str) -> Path:
 
 def read_results(path: os.PathLike | str) -> Results:
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ResultsError(f"{path}: no such results file") from None
-    except json.JSONDecodeError as exc:
-        raise ResultsError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not path.is_file():
+        raise ResultsError(f"{path}: no such results file")
+    data = read_json(path, ResultsError)
     try:
         return results_from_dict(data)
     except ResultsError as exc:

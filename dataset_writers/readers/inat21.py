@@ -11,12 +11,13 @@ hence identical across train, train_mini and val.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import numpy as np
+
+from ffcv_ssl.files import read_json
 
 from ..errors import WriterError
 from ..records import FileImages, SplitIndex
@@ -46,11 +47,7 @@ class INat21Options:
 def _load_json(path: Path) -> Dict[str, Any]:
     if not path.is_file():
         raise WriterError(f"{path} not found; extract {path.name}.tar.gz into --root (or pass annotations=DIR)")
-    try:
-        with open(path, encoding="utf-8") as fp:
-            data = json.load(fp)
-    except json.JSONDecodeError as exc:
-        raise WriterError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); re-extract it") from None
+    data = read_json(path, WriterError, "re-extract it")
     missing = [k for k in ("images", "annotations", "categories") if k not in (data if isinstance(data, dict) else {})]
     if missing:
         raise WriterError(f"{path}: no {', '.join(repr(k) for k in missing)} key; is it the iNat21 {path.stem} "

@@ -33,6 +33,7 @@ import numpy as np
 
 from ffcv_ssl import __version__
 from ffcv_ssl.errors import UserError
+from ffcv_ssl.files import read_json
 from ffcv_ssl.util import pid_alive
 
 SCHEMA = "ffcv-ssl/features/1"
@@ -99,10 +100,7 @@ class FeatureCache:
         path = directory / MANIFEST
         if not path.is_file():
             raise CacheError(f"{directory}: not a feature cache (no {MANIFEST}); extract features first")
-        try:
-            manifest = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise CacheError(f"{path}: not valid JSON ({exc.msg}); delete the directory to re-extract") from None
+        manifest = read_json(path, CacheError, "delete the directory to re-extract")
         if manifest.get("schema") != SCHEMA:
             raise CacheError(f"{path}: unknown feature-cache schema {manifest.get('schema')!r} "
                              f"(this tool reads {SCHEMA}); delete the directory to re-extract")

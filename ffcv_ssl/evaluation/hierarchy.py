@@ -19,7 +19,6 @@ carry no information and are dropped.
 from __future__ import annotations
 
 import csv
-import json
 import os
 from collections import deque
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, 
 import numpy as np
 
 from ffcv_ssl.errors import UserError
+from ffcv_ssl.files import read_json
 
 if TYPE_CHECKING:
     from dataset_writers.manifest import LabelLevel, Manifest
@@ -353,8 +353,5 @@ def _load_manifest(manifest: Union["Manifest", Mapping[str, Any], os.PathLike, s
         return str(path), [str(n) for n in m.class_names], m.label_levels
     if not path.is_file():
         raise HierarchyError(f"{path}: no such manifest")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise HierarchyError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    data = read_json(path, HierarchyError)
     return (str(path),) + _load_manifest(data)[1:]
