@@ -7,7 +7,7 @@ Usage (from the repository root)::
 Each stage runs in a fresh child process, which samples its own ``/proc/self/status`` while it works and
 reports the peak RSS split into anonymous memory (what the process allocated) and file-backed pages (the
 memory-mapped cache, i.e. the page cache shared with every other reader), plus ``ru_maxrss``. The claim to
-check (issue 6): a probe over N x D fp16 features never holds more than one copy of them, i.e. peak
+check: a probe over N x D fp16 features never holds more than one copy of them, i.e. peak
 anonymous memory stays far below N x D x 2 bytes and the file-backed part is at most the cache itself.
 """
 from __future__ import annotations

@@ -2,10 +2,10 @@
 
 Why not ``ffcv.DatasetWriter`` directly: its worker processes book pages from a shared counter, so the
 layout (and the sha256) of a beton depends on scheduling; a worker exception hangs the parent forever
-(``../shared/reference/loading.md`` §1.1); and its sample count is fixed before the first image is read,
-so an unreadable image cannot be skipped. Here workers only *encode* (decode, corrupt, resize, JPEG) with
-ffcv's ``Field.encode`` into private buffers; the parent places the encoded samples into pages in sample
-order. Same format (ffcv's ``Reader``/``Loader`` read it unchanged), same per-image work, but
+(its progress loop waits for every sample and is never told the worker died); and its sample count is fixed
+before the first image is read, so an unreadable image cannot be skipped. Here workers only *encode* (decode,
+corrupt, resize, JPEG) with ffcv's ``Field.encode`` into private buffers; the parent places the encoded samples
+into pages in sample order. Same format (ffcv's ``Reader``/``Loader`` read it unchanged), same per-image work, but
 byte-identical output for any worker count, prompt failure, and skips.
 """
 from __future__ import annotations

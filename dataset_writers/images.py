@@ -1,8 +1,9 @@
 """Robust image loading for the writers: every official quirk becomes an RGB uint8 array or a clear error.
 
 ImageNet alone ships a PNG named ``.JPEG``, 22 CMYK JPEGs, many grayscale JPEGs and EXIF-rotated photos
-(``../shared/reference/datasets.md`` §1.4). Pillow sniffs the real format from the bytes, converts CMYK
-(including Adobe-inverted CMYK) and ``L``/``P``/``RGBA`` to RGB, and raises on truncated data.
+(the first two listed in TensorFlow's ``build_imagenet_data.py``; see ``docs/datasets.md``). Pillow sniffs
+the real format from the bytes, converts CMYK (including Adobe-inverted CMYK) and ``L``/``P``/``RGBA`` to RGB,
+and raises on truncated data.
 """
 from __future__ import annotations
 

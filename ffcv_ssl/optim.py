@@ -13,7 +13,7 @@ effect of their zero weight decay, and with ``weight_decay=0`` it silently turns
 So we build the two groups ourselves: weights with ``always_adapt=True`` (adapted whatever the weight decay),
 BN/bias with ``weight_decay=0, always_adapt=False`` (plain momentum SGD), and pass them to timm's class; no
 subclass is needed. Differences from SimCLR's TF LARS, kept on purpose: the trust ratio's denominator is
-``||g|| + wd ||w||`` rather than ``||g + wd w||`` (the apex/timm form, asked for by issue 5), and the
+``||g|| + wd ||w||`` rather than ``||g + wd w||`` (the apex/timm form: timm's class is used as it is), and the
 momentum buffer accumulates the adapted gradient before the learning rate is applied (PyTorch SGD style),
 whereas TF accumulates ``lr * g``; the two agree while the learning rate is constant.
 """

@@ -1,4 +1,4 @@
-"""GeoLifeCLEF 2020 as land-cover classification of RGB patches (``../shared/reference/datasets.md`` §4).
+"""GeoLifeCLEF 2020 as land-cover classification of RGB patches (layouts: ``docs/datasets.md``).
 
 Two packagings exist and both are read:
 

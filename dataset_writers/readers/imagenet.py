@@ -1,4 +1,4 @@
-"""ImageNet-1k (ILSVRC2012) from any of its official on-disk layouts (``../shared/reference/datasets.md`` §1).
+"""ImageNet-1k (ILSVRC2012) from any of its official on-disk layouts (listed in ``docs/datasets.md``).
 
 Train is always ``train/<wnid>/*.JPEG``. Val comes in three forms: class folders (``valprep.sh``,
 torchvision), a flat folder with Kaggle's ``LOC_val_solution.csv``, or a flat folder with the devkit's

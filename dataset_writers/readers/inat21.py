@@ -1,4 +1,4 @@
-"""iNaturalist 2021 from its official COCO-like JSON files (``../shared/reference/datasets.md`` §2).
+"""iNaturalist 2021 from its official COCO-like JSON files (layout: ``docs/datasets.md``).
 
 ``{split}.json`` lists ``images`` (``file_name`` relative to the dataset root, including the split
 folder), ``annotations`` (``image_id`` -> ``category_id``) and ``categories`` (with the taxonomy).

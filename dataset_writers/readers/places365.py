@@ -1,4 +1,4 @@
-"""Places365-Standard from its official file lists (``../shared/reference/datasets.md`` §3).
+"""Places365-Standard from its official file lists (layouts: ``docs/datasets.md``).
 
 ``categories_places365.txt`` (``/a/airfield 0``) names the classes; ``places365_train_standard.txt``
 (``/a/airfield/00000001.jpg 0``) and ``places365_val.txt`` (``Places365_val_00000001.jpg 165``) list

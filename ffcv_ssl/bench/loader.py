@@ -1,6 +1,6 @@
 """``ffcv-ssl bench loader``: ours against stock ffcv, torchvision and plain JPEG decoding, in one run.
 
-Issue 10's benchmark: on a beton of ImageNet-like JPEGs (~500x375, q90) and on a <=256-px one, with the
+What it measures: on a beton of ImageNet-like JPEGs (~500x375, q90) and on a <=256-px one, with the
 full SimCLR recipe at 224 px and two views, samples/s of every contender (``_baselines.py``) with the
 same number of worker threads/processes, as the median of ``--epochs`` epochs after a warm-up (compile)
 epoch. Contenders run in separate processes and their epochs are interleaved round robin, so load from
@@ -10,7 +10,7 @@ images for everyone, fewer of them) so that the run fits in minutes.
 
 Both modes of ours are measured: CPU-complete (``ours``: every op on the host) and GPU split
 (``ours_split``: the host decodes and crops, the colour runs on the GPU), each with its host CPU-ms per
-sample and the host cores it needs per 5,000 views/s (issue 14). The decode ceiling is also given with
+sample and the host cores it needs per 5,000 views/s. The decode ceiling is also given with
 libjpeg-turbo's DCT scaling where ours may use it, and with every JPEG at 1/2 scale.
 
 Also: views/s per core of ours at 160/192/224 px and 1/2/4 views (``--sweep``), where ours' time goes
@@ -43,10 +43,10 @@ SCHEMA = "ffcv-ssl/bench-loader/1"
 MAIN = ("ours", "ours_split", "ffcv", "tv_v2", "tv_pil", "decode", "decode_dct", "decode_half", "ours_finish")
 BASELINES = ("ffcv", "tv_v2", "tv_pil", "decode", "decode_dct", "decode_half")
 MODES = ("ours", "ours_split")          # CPU-complete and GPU-split mode: each gets ratios and host costs
-# issues 10 and 14's targets on the ~500-px beton: mode >= target x baseline
+# the loader's speed targets on the ~500-px beton (docs/performance.md): mode >= target x baseline
 TARGETS = {"ours/ffcv": 5.0, "ours/tv_v2": 20.0, "ours/tv_pil": 6.0, "ours/decode": 0.6, "ours_split/decode": 0.7}
 TARGET_SIDE = 500
-VIEWS_PER_S_GOAL = 5000.0               # "host cores per 5,000 views/s": a GPU's SimCLR appetite (issue 14)
+VIEWS_PER_S_GOAL = 5000.0               # "host cores per 5,000 views/s": a GPU's SimCLR appetite
 # fraction of --images each contender loads per epoch (slow baselines measure a nested subset)
 SHARES = {"ours": 1.0, "ours_split": 1.0, "decode": 1.0, "decode_dct": 1.0, "decode_half": 1.0,
           "ours_finish": 0.5, "ffcv": 0.5, "tv_pil": 0.25, "tv_v2": 0.125}
@@ -524,7 +524,7 @@ def print_report(doc: Dict) -> None:
 
 
 @register_bench("loader", help="multi-view loader (CPU-complete and GPU split) vs stock ffcv, torchvision and "
-                               "plain JPEG decoding (issues 10, 14)")
+                               "plain JPEG decoding")
 def run(args: argparse.Namespace) -> int:
     from ..console import console
     from ._photos import build_bench_data

@@ -1,13 +1,13 @@
 """Do the training and evaluation betons share a label space? And how wide must a classifier be?
 
 A probe trained on one dataset's labels and scored on another's compares class indices that mean
-different things: a 10-class digits probe scored on a 3-class ImageNet split exited 0 with top-1 = 0.0
-(issue 16.5). The manifests beside the betons say which dataset they hold and how many classes it has,
+different things: before this check, a 10-class digits probe scored on a 3-class ImageNet split exited 0
+with top-1 = 0.0. The manifests beside the betons say which dataset they hold and how many classes it has,
 so the check is cheap and runs before any feature is extracted.
 
 The classifier width comes from the same place. Inferring it from the training budget's labels (the
 old behaviour) crashes, or silently narrows the classifier, whenever a small budget misses the highest
-class ids (issue 13.1); the dataset's ``num_classes`` is the right width for every budget.
+class ids; the dataset's ``num_classes`` is the right width for every budget.
 """
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """Typed config of the loaders: how a beton is read, its views, and the evaluation/supervised view presets.
 
 A view group is a ``ViewConfig`` (``ops/recipe.py``; the kernels read the same type). Defaults are SimCLR's
-(Chen et al. 2020, App. A; ``../shared/design.md`` §1). The recipes of the other pipelines are just values:
-supervised training is one view without colour or blur, BYOL's asymmetric views are two view groups
-(blur 1.0 / 0.1, solarize 0 / 0.2); see ``configs/``.
+(Chen et al. 2020, App. A; Cole et al. 2022 follow SimCLR v2's configuration). The recipes of the other
+pipelines are just values: supervised training is one view without colour or blur, BYOL's asymmetric views
+are two view groups (blur 1.0 / 0.1, solarize 0 / 0.2); see ``configs/``.
 """
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple

@@ -1,7 +1,8 @@
 """Crop samplers with torchvision's semantics (``RandomResizedCrop.get_params``), drawn from the counter RNG.
 
-Upstream ffcv's sampler matches torchvision; FFCV-SSL's returns only square crops (``*`` for ``/``),
-see ``../shared/reference/loading.md`` §2. Ours is tested against torchvision's distribution (KS test).
+Upstream ffcv's sampler matches torchvision; FFCV-SSL's returns only square crops (its ``get_random_crop``
+multiplies by the aspect ratio where it should divide). Ours is tested against torchvision's distribution
+(KS test).
 """
 import math
 

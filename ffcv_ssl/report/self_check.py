@@ -4,9 +4,9 @@ Two things are checked on a runs folder made of the values in ``paper_values.yam
 cell, written with the project's own writer):
 
 1. every direction check that has data holds on every instance: a check that fails on the paper's own numbers
-   tests something the paper does not claim (issue 13, defect 4);
+   tests something the paper does not claim;
 2. every paper value is shown beside a result in some table: a value no table looks up is keyed to a cell no
-   sweep or experiment produces (defect 6).
+   sweep or experiment produces.
 
 How values become results, where the paper leaves a setting open:
 - a value keyed without ``size`` (the whole split, or unknown) becomes a result with ``size: null``;
@@ -32,7 +32,8 @@ from .render import Report, build_report
 
 PROTOCOL = "the paper's value (ffcv_ssl/data/paper_values.yaml), fed in by --paper-self-check"
 QUALITY_SETTING = {"dataset": "inat21", "size": None, "eval_dataset": "inat21", "budget": None}
-# official training-split sizes (paper.md §2.1), recorded as extra.n_train so that "all labels" can be plotted
+# official training-split sizes (the datasets' own READMEs), recorded as extra.n_train so that "all labels"
+# can be plotted
 SPLIT_SIZES = {"inat21": 2_686_843, "imagenet": 1_281_167, "places365": 1_803_460}
 CORRUPTIONS = {"salt_pepper": "salt_pepper", "jpeg": "jpeg", "resize": "resize",
                "downsample_2x": "downsample:factor=2", "downsample_4x": "downsample:factor=4"}

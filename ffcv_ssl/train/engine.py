@@ -208,7 +208,7 @@ def pretrain(cfg: TrainConfig) -> Dict[str, Any]:
     resumed = latest_checkpoint(ckpt_dir)
     if resumed is not None:
         state = read_checkpoint(resumed)
-        # the run-defining settings must match the checkpoint's, or the user must ask for the change (issue 16.4)
+        # the run-defining settings must match the checkpoint's, unless the user allows changes (resume_with_changes)
         segments, changes = check_resume(state, resumed, settings, cfg.resume_with_changes)
         apply_checkpoint(state, resumed, model=objective, optimizer=optimizer, scaler=scaler, schedule=schedule,
                          expected_arch=cfg.model.arch)

@@ -1,9 +1,9 @@
 """What a resume may change: the settings that define a run are compared with the checkpoint's.
 
 A run is defined by its data, model, objective, optimiser/schedule and seed. Resuming a checkpoint under
-other values of those would silently produce weights that no config describes (issue 16.4: a killed run
-resumed with another beton and batch size exited 0 and its metadata claimed the new beton for every
-step). So a resume compares them and refuses with the list of differences, unless the user asks for
+other values of those would silently produce weights that no config describes (a killed run resumed with
+another beton and batch size used to exit 0, its metadata claiming the new beton for every step). So a
+resume compares them and refuses with the list of differences, unless the user asks for
 ``resume_with_changes=true``; then every change opens a new *segment* (a step range with its settings),
 carried in each checkpoint and written to ``provenance.json``, the backbone's metadata and summary.json.
 
