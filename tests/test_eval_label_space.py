@@ -1,4 +1,4 @@
-"""Label spaces in evaluation (issue 16.5, issue 13.1): train and test must mean the same classes, and every
+"""Label spaces in evaluation: train and test must mean the same classes, and every
 classifier is as wide as the dataset's class count, whatever a label budget happens to contain."""
 from __future__ import annotations
 
@@ -54,8 +54,8 @@ def eval_cfg(betons, tmp_path, *overrides):
 
 
 def test_a_budget_without_the_highest_classes_probes_every_test_sample(betons, tmp_path):
-    """Issue 13.1: with class 9 (and others) absent from the budget, the probe inferred 9 classes from the
-    budget and refused the test labels; the classifier must have the manifest's 10 classes."""
+    """With class 9 (and others) absent from the budget, the probe used to infer 9 classes from the
+    budget and refuse the test labels; the classifier must have the manifest's 10 classes."""
     labels = beton_labels(betons["train"])
     budget, seed = 12, None
     for s in range(500):
@@ -81,7 +81,7 @@ def test_a_budget_without_the_highest_classes_probes_every_test_sample(betons, t
 
 
 def test_train_and_test_of_other_datasets_exit_2_before_any_work(betons, tmp_path):
-    """Issue 16.5: 10-class digits against a 3-class ImageNet split used to exit 0 with top-1 = 0.0."""
+    """10-class digits against a 3-class ImageNet split used to exit 0 with top-1 = 0.0; now exit 2, up front."""
     env = {**os.environ, "COLUMNS": "400"}
     res = subprocess.run([sys.executable, "-m", "ffcv_ssl", "eval", "linear", "checkpoint=random",
                           "arch=ssl_resnet10_tiny", f"train={betons['train']}", f"test={betons['imagenet3']}",

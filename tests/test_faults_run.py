@@ -1,4 +1,4 @@
-"""Faults of a run, through the real ``ffcv-ssl`` CLI in a subprocess (issue 16 items 3, 4 and 7).
+"""Faults of a run, through the real ``ffcv-ssl`` CLI in a subprocess.
 
 - OS errors (a full disk while saving a checkpoint, a read-only or impossible out_dir) are one line naming
   the path and a fix, exit 2, and the checkpoint directory stays whole; ``--debug`` keeps the traceback.

@@ -1,4 +1,4 @@
-"""Faults on the writer / beton / reader side (issue 16): damaged betons, killed writers, OS errors, locks.
+"""Faults on the writer / beton / reader side: damaged betons, killed writers, OS errors, locks.
 
 Everything here is real: betons written by our writer (and one by ffcv's own), damaged by flipping bytes
 in their tables; the CLI in a subprocess; kill -9 and SIGTERM of a real writer process, with psutil

@@ -1,5 +1,5 @@
 """ffcv_compat: the ffcv 1.0.2 workarounds fail with one line on another ffcv, and every ffcv internal they use
-still has the shape they were written for, so an ffcv upgrade fails here, in CI, not in a run (issue 15 §3)."""
+still has the shape they were written for, so an ffcv upgrade fails here, in CI, not in a run."""
 from __future__ import annotations
 
 import ctypes

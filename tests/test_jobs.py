@@ -1,4 +1,4 @@
-"""Sweep jobs run the library with typed configs (issue 15): no command line is re-parsed when a job runs.
+"""Sweep jobs run the library with typed configs: no command line is re-parsed when a job runs.
 
 A job is built once at sweep expansion (``make_job``: its ``WriteConfig`` / ``TrainConfig`` / ``EvalConfig``,
 inputs and outputs), pickled by submitit, and on the node calls ``run_write``, ``pretrain`` or ``run_eval``.

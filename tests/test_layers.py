@@ -1,4 +1,4 @@
-"""Imports follow the data path: no module imports from a layer after its own (issue 15).
+"""Imports follow the data path: no module imports from a layer after its own.
 
 The data path is: dataset readers -> subsets/corruptions -> beton -> views (ops, loading) -> objectives/models
 -> train -> evaluation -> report -> sweeps/CLI. A few foundation modules (errors, console, config, files, ...)

@@ -1,4 +1,4 @@
-"""The typed ``Manifest`` (issue 15 §3): the JSON is the writers' as before, and bad files are one line.
+"""The typed ``Manifest``: the JSON is the writers' as before, and bad files are one line.
 
 ``fixtures/manifests/`` holds manifests written by the dict builders this class replaced (the three betons of
 ``_write_the_fixture_betons``): reading one and saving it gives the same bytes, and the typed builders

@@ -1,5 +1,5 @@
 """``ffcv-ssl report --paper-self-check``: the paper's own values, fed in as results, pass every direction check
-and are each shown beside a result (issue 13, defects 4 and 6); a deliberately wrong value makes it fail."""
+and are each shown beside a result; a deliberately wrong value makes it fail."""
 from pathlib import Path
 
 import pytest
@@ -74,7 +74,7 @@ def test_self_check_takes_no_runs_folder(tmp_path, capsys):
 
 
 def test_the_old_checks_fail_on_the_papers_values():
-    """What defect 4 was: the paper's own numbers, judged by the checks as they were, fail three of them."""
+    """Why the self-check exists: the paper's own numbers, judged by three earlier direction checks, fail them."""
     book = load_paper_values()
     results, _ = paper_results(book)
     by = {}

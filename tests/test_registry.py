@@ -1,4 +1,4 @@
-"""The one registry helper (``ffcv_ssl.registry``) and the real registries built on it (issue 15 §3).
+"""The one registry helper (``ffcv_ssl.registry``) and the real registries built on it.
 
 A built-in module that fails to import must surface (a wheel missing a module would otherwise lose a command
 or a dataset silently), a name registered twice is an error, and an unknown name is one line with the

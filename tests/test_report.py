@@ -433,12 +433,12 @@ def test_paper_values_file_sources_and_claims():
         assert v.source.startswith(("Fig.", "Table")) and isinstance(v.read_off_figure, bool)
         assert v.read_off_figure == v.source.startswith("Fig.")
         assert v.tolerance == (0.01 if v.read_off_figure else 0.0005)
-    # every number of paper.md that a sweep produces (defect 6): Fig. 2a 3 datasets x (5 sizes + scratch) x 6
+    # every number of the paper that a sweep produces: Fig. 2a 3 datasets x (5 sizes + scratch) x 6
     # budgets + Fig. 2b 3 x 2 x 6; Table 1 4 x 4 + 4; Table 2 4 pools x 3 + 2 x 3; Table 3 3 gains; Fig. 3 4 x 6;
     # Fig. 4 5 x 2; Fig. 5 iNat21 2 x 7, ImageNet 2 x 6, Places365 2 x 3
     assert counts == {"fig2": 108 + 36, "table1": 20, "table2": 18, "table3": 3, "fig3": 24, "fig4": 10, "fig5": 32}
     assert len(raw["values"]) == 251
-    # spot checks against design.md §1
+    # spot checks against the paper's Table 1 and Fig. 2a
     assert book.find("table1", kind="linear", method="supervised", dataset="glc20", size=1_000_000, corruption="none",
                      pool=(), eval_dataset="glc20", budget=None).value == 0.826
     assert book.find("fig2", kind="scratch", method="none", dataset="", size=None, corruption="none", pool=(),
@@ -502,9 +502,9 @@ def test_cli_report_and_one_line_errors(built, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
-# ---------------------------------------------------------------- issue 13: paper fidelity
+# ---------------------------------------------------------------- paper fidelity
 def test_supervised_reference_values_are_keyed_to_the_full_training_set():
-    """Defect 3: Table 1's "Supervised (All Images)" and Fig. 5's supervised model trained on the whole split; a
+    """Table 1's "Supervised (All Images)" and Fig. 5's supervised model trained on the whole split; a
     faithful run (size = the split's count) gets the paper's value, and none is keyed to 1M images."""
     book = load_paper_values()
     full = dict(kind="linear", method="supervised", dataset="inat21", size=2_686_843, corruption="none", pool=(),
@@ -517,7 +517,7 @@ def test_supervised_reference_values_are_keyed_to_the_full_training_set():
 
 
 def test_fig3_supervised_is_training_from_scratch():
-    """Defect 6: Fig. 3's supervised bar is supervised training from scratch on the labels, not a probe."""
+    """Fig. 3's supervised bar is supervised training from scratch on the labels, not a probe."""
     book = load_paper_values()
     scratch = dict(kind="scratch", method="none", dataset="", size=None, corruption="none", pool=(),
                    eval_dataset="inat21")
@@ -527,7 +527,7 @@ def test_fig3_supervised_is_training_from_scratch():
 
 
 def test_every_table_names_its_protocol_and_protocols_are_never_mixed(tmp_path):
-    """Defect 7: a cached-feature probe and SimCLR's augmented probe of the same backbone are two tables, each
+    """A cached-feature probe and SimCLR's augmented probe of the same backbone are two tables, each
     saying which protocol produced it, and the paper's value stands beside both."""
     r = Runs(tmp_path / "runs")
     cached, sgd = "cached frozen features, L-BFGS", "frozen backbone, augmented inputs, SGD linear head (90 epochs)"

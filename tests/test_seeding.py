@@ -1,4 +1,4 @@
-"""``conftest.seeded`` really seeds numba's RNG (its docstring said so before it did; issue 15 §3)."""
+"""``conftest.seeded`` really seeds numba's RNG (its docstring said so before it did)."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""The corruption-spec parser loads without ffcv, cv2 or torch, so the report can use it (issue 15 §3).
+"""The corruption-spec parser loads without ffcv, cv2 or torch, so the report can use it.
 
 Before, the report kept its own copy of the parser; now it reads corruption text with the writers' parser,
 so both agree on presets, defaults and canonical form.

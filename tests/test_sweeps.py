@@ -7,7 +7,7 @@ from ffcv_ssl.errors import UserError
 from ffcv_ssl.slurm.sweep import expand, find_sweeps, load_sweep, plan, render, validate_inputs
 
 SWEEPS = Path(__file__).resolve().parents[1] / "configs" / "sweeps"
-STUDY = {  # experiment -> {stage: jobs}; the counts follow the study's grid (Cole et al. 2022, paper.md)
+STUDY = {  # experiment -> {stage: jobs}; the counts follow the study's grid (Cole et al. 2022)
     "quantity": {"pretrain": 15, "linear": 15, "finetune": 90, "scratch": 18},      # 3 datasets x 5 sizes (x 6 budgets)
     "domain": {"pretrain": 4, "pretrain_supervised": 4, "evaluate": 16, "supervised": 4},   # 4 x 4 + in-domain row
     "pooling": {"write_pools": 4, "pretrain_pools": 4, "eval_pools": 12, "eval_in_domain": 9},
@@ -16,7 +16,7 @@ STUDY = {  # experiment -> {stage: jobs}; the counts follow the study's grid (Co
     "granularity": {"pretrain": 3, "pretrain_supervised": 3, "hierarchical": 6},      # 3 panels x 2 methods
     "methods": {"pretrain": 3, "linear": 3, "scratch": 6},                            # SimCLR, BYOL, MoCo; scratch
 }
-BUDGETS = ["10k", "50k", "125k", "250k", "500k", "1M"]      # Fig 2 / Fig 3 label budgets (paper.md §2.2)
+BUDGETS = ["10k", "50k", "125k", "250k", "500k", "1M"]      # Fig 2 / Fig 3 label budgets (Cole et al. 2022)
 SIZES = ["50000", "125000", "250000", "500000", "1000000"]
 
 
@@ -84,7 +84,7 @@ def test_missing_input_with_no_producing_stage_is_one_line(tmp_path, monkeypatch
         validate_inputs(expand(load_sweep(sweep)))
 
 
-# ---------------------------------------------------------------- fidelity to the paper (issue 13)
+# ---------------------------------------------------------------- fidelity to the paper
 def _plan(name, sets, extra=()):
     return {stage.name: jobs for stage, jobs in plan(SWEEPS / f"{name}.yaml", [*sets, *extra])[1]}
 
@@ -112,7 +112,7 @@ def study(tmp_path_factory):
 
 
 def test_supervised_reference_models_train_on_the_full_training_set(study):
-    """Defect 3: Table 1's "Supervised (All Images)" and Fig 5's supervised model see the whole training split."""
+    """Table 1's "Supervised (All Images)" and Fig 5's supervised model see the whole training split."""
     for name in ("domain", "granularity", "concatenation"):
         stages = study[name]
         full = {j.outputs[0] for j in stages["write_train"] if "--subset" not in j.args}
@@ -125,7 +125,7 @@ def test_supervised_reference_models_train_on_the_full_training_set(study):
 
 
 def test_fig2b_finetunes_from_every_size_at_every_budget(study):
-    """Defect 5: Fig 2b has fine-tuning from 50k ... 1M and the 125k / 500k budgets."""
+    """Fig 2b has fine-tuning from 50k ... 1M and the 125k / 500k budgets."""
     ft = study["quantity"]["finetune"]
     cells = {(Path(_arg(j, "checkpoint")).name, _arg(j, "budgets")) for j in ft}
     assert cells == {(f"simclr_{d}_{s}", f"[{b}]") for d in ("inat21", "imagenet", "places365") for s in SIZES
@@ -174,7 +174,7 @@ def test_fig3_covers_every_label_budget_and_supervised_is_from_scratch(study):
 
 
 def test_probe_protocol_is_a_sweep_variable(sets, monkeypatch):
-    """Defect 7: every linear-probe stage can run the paper's protocol (SimCLR's augmented 90-epoch probe)."""
+    """Every linear-probe stage can run the paper's protocol (SimCLR's augmented 90-epoch probe)."""
     monkeypatch.chdir(SWEEPS.parents[1])
     for name in ("quantity", "domain", "pooling", "quality", "methods"):
         default = _plan(name, sets)
@@ -189,7 +189,7 @@ def test_probe_protocol_is_a_sweep_variable(sets, monkeypatch):
 
 
 def test_one_supervised_recipe_and_a_simclr_finetune_recipe(study):
-    """Defect 9: the supervised backbone recipe equals the from-scratch recipe; fine-tuning SimCLR has no weight decay."""
+    """The supervised backbone recipe equals the from-scratch recipe; fine-tuning SimCLR has no weight decay."""
     from ffcv_ssl.config import load_config
     from ffcv_ssl.evaluation.config import EvalConfig
     from ffcv_ssl.train.config import TrainConfig

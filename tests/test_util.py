@@ -1,4 +1,4 @@
-"""The shared helpers of ``ffcv_ssl.util`` against their references, and the one place they live (issue 15 §3)."""
+"""The shared helpers of ``ffcv_ssl.util`` against their references, and the one place they live."""
 from __future__ import annotations
 
 import hashlib
