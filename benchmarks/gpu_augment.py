@@ -10,7 +10,7 @@ What is timed (CUDA events around each call, median of ``--iters`` after warm-up
     views of ``--batch`` samples, parameters drawn by the loader's own ``draw_params`` (SimCLR recipe);
 (2) the same finishing without the colour (what CPU-complete mode costs on the GPU);
 (3) one ResNet-50 SimCLR training step at the same batch, bf16 + channels_last (``train_step``).
-The issue-14 figure is ((1) - (2)) / (3): the GPU time the split adds per step; target <= 3%. (1) is
+The GPU split's figure is ((1) - (2)) / (3): the GPU time the split adds per step; target <= 3%. (1) is
 measured twice: eager (``apply_colour``, the default) and through ``torch.compile`` (``data.colour_compile``;
 ``--no-compile`` skips it), which fuses the element-wise chains.
 The crops are real photographs (scikit-image / scikit-learn samples), randomly cropped and resized to

@@ -1,8 +1,8 @@
 """Optimisers (LARS, SGD, AdamW) with SimCLR v2's parameter groups, learning-rate scaling and warm-up + cosine.
 
-Defaults are SimCLR v2's (design §1): LARS, momentum 0.9, lr 0.3 x batch / 256, weight decay 1e-6 with
-neither weight decay nor LARS adaptation on batch-norm and bias parameters (``ndim <= 1``, DINO's rule:
-it also catches the BN inside ResNet ``downsample`` blocks that a ``'bn' in name`` test misses),
+Defaults are SimCLR v2's reference ones, which Cole et al. follow: LARS, momentum 0.9, lr 0.3 x batch / 256,
+weight decay 1e-6 with neither weight decay nor LARS adaptation on batch-norm and bias parameters (``ndim <= 1``,
+DINO's rule: it also catches the BN inside ResNet ``downsample`` blocks that a ``'bn' in name`` test misses),
 10 warm-up epochs, then cosine decay.
 
 LARS is timm's ``Lars`` (the NVIDIA apex LARC form). Checked in timm 1.0.31 ``timm/optim/lars.py``: it applies

@@ -315,7 +315,7 @@ def test_losses_stay_float32_under_bf16_autocast():
 
 @pytest.mark.gpu
 def test_simclr_resnet50_bf16_channels_last_step_on_gpu():
-    """Issue 5's GPU check: one ResNet-50 SimCLR step at 224 px, batch 256, bf16 + channels_last (numbers printed)."""
+    """GPU check: one ResNet-50 SimCLR step at 224 px, batch 256, bf16 + channels_last (numbers printed)."""
     import time
 
     from ffcv_ssl.optim import OptimConfig, build_optimizer

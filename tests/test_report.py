@@ -579,7 +579,7 @@ def _study(r: Runs, dataset, train, corruption):
 
 
 def test_a_miniature_study_shows_what_it_cannot_test_as_not_testable(tmp_path):
-    """§3: 32-px images with 10 classes cannot test a resolution effect or a fine-grained gap: those findings read
+    """32-px images with 10 classes cannot test a resolution effect or a fine-grained gap: those findings read
     "not testable here" with the reason, never "holds" or "does not hold"; large images with many classes are judged."""
     r = Runs(tmp_path / "runs")
     _study(r, "digits", _manifest(tmp_path, "digits_train", 32, 10), "downsample:factor=4,size=32")

@@ -11,7 +11,7 @@ the torchvision baselines read are the beton's own bytes, exported, so every con
 exactly the same JPEGs.
 
 Realism check: ffcv's published full-ImageNet betons average 65.47 GB / 1.28 M = 51 kB per image at
-<=512 px q90 and 22.01 GB / 1.28 M = 17 kB at <=256 px (loading.md §1.1); ``BenchData.stats`` reports
+<=512 px q90 and 22.01 GB / 1.28 M = 17 kB at <=256 px (docs.ffcv.io, benchmarks); ``BenchData.stats`` reports
 ours, which land close to those.
 
 Everything is cached under ``data_dir`` in a folder named by (images, seed, version), built in a

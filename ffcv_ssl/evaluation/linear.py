@@ -1,6 +1,6 @@
 """Linear probe on cached features: multinomial logistic regression, weight decay chosen on held-out labels.
 
-The cached-feature protocol (design §1: "a faster option that must be reported as such") replaces the
+The cached-feature protocol (a faster option, which the report always names as such) replaces the
 90-epoch augmented SGD probe of SimCLR. The problem is convex, so we solve it to its optimum with
 full-batch L-BFGS (strong-Wolfe line search) on standardized features, as Kornblith et al. (2019) and
 SimCLR's transfer experiments do, rather than with minibatch SGD:

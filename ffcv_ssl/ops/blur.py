@@ -1,6 +1,6 @@
 """Separable Gaussian blur of a uint8 view, in place, with torchvision's semantics (reflect borders, rounding).
 
-torchvision's CPU ``GaussianBlur(23)`` takes 66-74 ms on a 224x224 image (loading.md §3.5) and
+torchvision's CPU ``GaussianBlur(23)`` takes 66-74 ms on a 224x224 image (one 2.5 GHz core) and
 FFCV-SSL's blur is not compiled at all. Here: horizontal FIR per row into a ring of float32 rows
 (the interior is one contiguous, vectorised loop: on interleaved RGB the taps are 3 values apart),
 then the vertical combination written straight back into the view. Kernel taps whose weight is

@@ -1,7 +1,7 @@
 """``MultiViewDecoder``: decode each stored image once, render V augmented views into one buffer.
 
-Stock ffcv decodes a JPEG again for every view (``PipelineSpec`` per view, +40% time per extra view,
-loading.md §1.3) and resizes with INTER_AREA. This ffcv ``Operation`` decodes once (at libjpeg-turbo's
+Stock ffcv decodes a JPEG again for every view (one ``PipelineSpec`` per view; measured, a second view
+costs ~40% more time) and resizes with INTER_AREA. This ffcv ``Operation`` decodes once (at libjpeg-turbo's
 1/2 DCT scale when every crop of the sample is at least twice its output size), then crops, resizes
 (PIL's antialiased bilinear), flips, colour-jitters, greys, blurs and solarizes every view inside one
 parallel loop over the batch, into a ``(B, V, H, W, 3)`` uint8 buffer. Views may differ in size
@@ -107,7 +107,8 @@ class MultiViewDecoder(Operation):
         widths = self.metadata["width"].astype(np.int64)
         self.max_stored_side = int(max(heights.max(), widths.max())) if len(heights) else 1
         # decode buffers are sized per sample by its own area (and allocated per thread at run time),
-        # never as max height x max width of the dataset (ffcv's memory blow-up, loading.md §1.4)
+        # never as max height x max width of the dataset (ffcv's decoders do that: tens of GB, pinned, when a
+        # dataset was written without max_resolution)
         self.max_area = int((heights * widths).max()) if len(heights) else 1
         shape = (len(self.views), self.out_h, self.out_w, 3)
         dtype = np.dtype("<u1")

@@ -1,6 +1,6 @@
 """Antialiased bilinear resize of a crop, PIL's filter (what torchvision's RandomResizedCrop uses), with flip.
 
-ffcv resizes with OpenCV ``INTER_AREA`` (~40% of its per-image CPU time, loading.md §1.5). This is
+ffcv resizes with OpenCV ``INTER_AREA`` (~40% of its per-image CPU time, measured on one core). This is
 PIL's ``BILINEAR`` with antialiasing: a triangle filter whose support widens with the downscale
 factor, taps clamped to the crop (torchvision crops, then resizes). Separable, vertical pass first:
 each output row is a weighted sum of a few contiguous source rows (a vectorised loop over one
@@ -90,10 +90,10 @@ def resize_crop(src, top, left, crop_h, crop_w, dst, out_h, out_w, flip, ys, yn,
     Output rows go in pairs: both rows' vertical passes first, then one horizontal pass that filters the
     two rows together, sharing each tap's weight and index (the horizontal pass is scalar: 3 interleaved
     channels, 2-5 taps per output pixel; it is ~3/4 of the kernel's time). Its indices are unsigned so
-    numba emits no negative-index wraparound per load. Measured, loading.md §4: 0.32 -> 0.24 ms per
+    numba emits no negative-index wraparound per load. Measured, docs/loading.md §4: 0.32 -> 0.24 ms per
     224-px view (kernel alone). The arithmetic is the one-row form's (outputs differ from it by at most
     1 grey level, where contracted multiply-adds round differently) and stays within 1 grey level of PIL.
-    A fixed-point port of Pillow's arithmetic was 2x slower under numba (loading.md §4).
+    A fixed-point port of Pillow's arithmetic was 2x slower under numba (docs/loading.md §4).
 
     Args:
         ys, yn, yw, xs, xn, xw: scratch for the vertical / horizontal coefficients (``filter_coeffs``):
