@@ -377,6 +377,46 @@ def test_resize_refuses_scratch_too_small_for_two_rows():
                     *coeffs(), *coeffs(), np.empty(src.shape[1], np.float32), np.empty(3 * side, np.float32))
 
 
+def _resize_with_scratch(src: np.ndarray, box: Tuple[float, float, float, float], out_h: int, out_w: int,
+                         flip: bool, rows: int) -> np.ndarray:
+    """``resize_crop`` with scratch for exactly ``rows`` output rows of this crop (2: the two-row block)."""
+    top, left, ch, cw = box
+    side = max(out_h, out_w)
+    taps = max_taps(max(src.shape[0], src.shape[1] // 3), min(out_h, out_w))
+    rw = min(math.ceil(left + cw), src.shape[1] // 3) - math.floor(left)
+    coeffs = lambda: (np.empty(side, np.int64), np.empty(side, np.int64), np.empty((side, taps), np.float32))
+    dst = np.zeros((out_h, out_w * 3), np.uint8)
+    resize_crop(src, top, left, ch, cw, dst, out_h, out_w, flip, *coeffs(), *coeffs(),
+                np.empty(rows * 3 * rw, np.float32), np.empty(rows * 3 * out_w, np.float32))
+    return dst
+
+
+def test_four_row_blocks_equal_two_row_blocks_on_every_height():
+    """The loader's scratch holds four rows (blocks of four output rows); scratch for two gives blocks of two.
+    Both must give the same bytes, including the last, partial block (heights 1-3 mod 4), flipped or not,
+    fractional boxes, up- and downscales; and the four-row output stays within 1 grey level of PIL."""
+    rng = np.random.default_rng(3)
+    img = PHOTOS["astronaut"]
+    src = folded(img)
+    H, W, _ = img.shape
+    heights = [1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 97, 222, 223, 225]
+    for i, out_h in enumerate(heights):
+        out_w = int(rng.integers(1, 260))
+        ch, cw = float(rng.integers(5, H + 1)), float(rng.integers(5, W + 1))
+        top, left = float(rng.integers(0, H - ch + 1)), float(rng.integers(0, W - cw + 1))
+        if i % 3 == 2:                                   # a half-pixel box (the 1/2-scale decode's crops)
+            ch, top = ch - 0.5, top + 0.5
+        box = (top, left, ch, cw)
+        for flip in (False, True):
+            four = _resize_with_scratch(src, box, out_h, out_w, flip, 4)
+            two = _resize_with_scratch(src, box, out_h, out_w, flip, 2)
+            np.testing.assert_array_equal(four, two, err_msg=f"{box} -> {(out_h, out_w)}, flip={flip}")
+        if top == int(top) and ch == int(ch):
+            ref = pil_resized_crop(img, int(top), int(left), int(ch), int(cw), out_h, out_w)
+            ours = unfolded(four, out_h, out_w)[:, ::-1]      # ``four`` is the flipped one here
+            assert np.abs(ours.astype(int) - ref.astype(int)).max() <= 1, f"{box} -> {(out_h, out_w)}"
+
+
 @pytest.mark.parametrize("crop,out", [((10, 20, 200, 300), (224, 224)), ((0, 0, 300, 451), (96, 160)),
                                       ((50, 100, 40, 30), (224, 224)), ((5, 7, 211, 97), (64, 200))])
 def test_flip_is_the_mirrored_pil_resize(crop, out):

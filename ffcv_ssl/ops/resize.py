@@ -4,12 +4,12 @@ ffcv resizes with OpenCV ``INTER_AREA`` (~40% of its per-image CPU time, measure
 PIL's ``BILINEAR`` with antialiasing: a triangle filter whose support widens with the downscale
 factor, taps clamped to the crop (torchvision crops, then resizes). Separable, vertical pass first:
 each output row is a weighted sum of a few contiguous source rows (a vectorised loop over one
-contiguous row), then a horizontal pass over that float32 row (two rows at a time), which stays in L1.
+contiguous row), then a horizontal pass over that float32 row (four rows at a time), which stays in L1.
 
 Measured on this 2-core machine (relative, same process): ~4x faster than a textbook per-pixel
 two-pass loop; the details that matter are zero-based slices in hot loops (numba's negative-index
 wraparound otherwise blocks vectorisation), unsigned indices in the scalar horizontal pass (the same
-reason), filtering two output rows per horizontal pass, and converting a whole row to uint8 at once.
+reason), filtering four output rows per horizontal pass, and converting a whole row to uint8 at once.
 """
 import math
 
@@ -66,16 +66,97 @@ def max_taps(max_in: int, min_out: int) -> int:
 
 @njit(cache=True, fastmath=True, inline="always")
 def _vertical_row(src, y0, n, w, base, w3, r):
-    """``r[:w3] = sum_k w[k] * src[y0 + k, base:base + w3]``: contiguous rows, vectorised by LLVM."""
-    w0 = w[0]
-    s = src[y0, base:base + w3]
-    for i in range(w3):
-        r[i] = w0 * s[i]
-    for k in range(1, n):
-        wk = w[k]
-        s = src[y0 + k, base:base + w3]
+    """``r[:w3] = sum_k w[k] * src[y0 + k, base:base + w3]``: contiguous rows, vectorised by LLVM.
+
+    Up to three taps per sweep over ``r`` (then two): each extra sweep reloads and stores ``r``. The sum
+    runs tap by tap from ``k = 0`` as in a one-tap-per-sweep loop, so the result is the same.
+    """
+    s0 = src[y0, base:base + w3]
+    if n >= 3:
+        w0, w1, w2 = w[0], w[1], w[2]
+        s1 = src[y0 + 1, base:base + w3]
+        s2 = src[y0 + 2, base:base + w3]
         for i in range(w3):
-            r[i] += wk * s[i]
+            r[i] = w0 * s0[i] + w1 * s1[i] + w2 * s2[i]
+        k = 3
+    elif n == 2:
+        w0, w1 = w[0], w[1]
+        s1 = src[y0 + 1, base:base + w3]
+        for i in range(w3):
+            r[i] = w0 * s0[i] + w1 * s1[i]
+        k = 2
+    else:
+        w0 = w[0]
+        for i in range(w3):
+            r[i] = w0 * s0[i]
+        k = 1
+    while k + 1 < n:
+        wa, wb = w[k], w[k + 1]
+        sa = src[y0 + k, base:base + w3]
+        sb = src[y0 + k + 1, base:base + w3]
+        for i in range(w3):
+            r[i] = r[i] + wa * sa[i] + wb * sb[i]
+        k += 2
+    if k < n:
+        wa = w[k]
+        sa = src[y0 + k, base:base + w3]
+        for i in range(w3):
+            r[i] += wa * sa[i]
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _horizontal_rows(r0, r1, r2, r3, a0, a1, a2, a3, xs, xn, xwf, kw, out_w, flip):
+    """Filter four float32 rows along x at once: ``a*[3 * o + c] = 0.5 + sum_k w[o, k] * r*[3 * (xs[o] + k) + c]``.
+
+    Scalar (3 interleaved channels, 2-5 taps per output pixel), so what costs is loads: one weight and
+    one index computation serve 12 multiply-adds. Indices are unsigned so numba emits no negative-index
+    wraparound per load. ``o`` is mirrored when ``flip``; the +0.5 rounds to nearest when truncating later.
+    """
+    one = uint64(1)
+    two = uint64(2)
+    three = uint64(3)
+    for ox in range(out_w):
+        n = uint64(xn[ox])
+        j = uint64(3 * xs[ox])
+        wi = uint64(ox * kw)
+        c0 = c1 = c2 = e0 = e1 = e2 = g0 = g1 = g2 = h0 = h1 = h2 = np.float32(0.5)
+        k = uint64(0)
+        while k < n:
+            wk = xwf[wi + k]
+            c0 += wk * r0[j]
+            c1 += wk * r0[j + one]
+            c2 += wk * r0[j + two]
+            e0 += wk * r1[j]
+            e1 += wk * r1[j + one]
+            e2 += wk * r1[j + two]
+            g0 += wk * r2[j]
+            g1 += wk * r2[j + one]
+            g2 += wk * r2[j + two]
+            h0 += wk * r3[j]
+            h1 += wk * r3[j + one]
+            h2 += wk * r3[j + two]
+            j += three
+            k += one
+        o = uint64(3 * (out_w - 1 - ox) if flip else 3 * ox)
+        a0[o] = c0
+        a0[o + one] = c1
+        a0[o + two] = c2
+        a1[o] = e0
+        a1[o + one] = e1
+        a1[o + two] = e2
+        a2[o] = g0
+        a2[o + one] = g1
+        a2[o + two] = g2
+        a3[o] = h0
+        a3[o + one] = h1
+        a3[o + two] = h2
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _store_row(a, d, n3):
+    """``d[:n3] = uint8(clip(a[:n3]))``, a whole row at once (vectorised)."""
+    for i in range(n3):
+        d[i] = np.uint8(min(max(a[i], np.float32(0.0)), np.float32(255.0)))
 
 
 @njit(cache=True, fastmath=True)
@@ -87,18 +168,21 @@ def resize_crop(src, top, left, crop_h, crop_w, dst, out_h, out_w, flip, ys, yn,
     pixels, and rounding it to whole pixels would shift the view by up to a stored pixel (measured: as
     low as 24 dB against PIL's resize of the exact crop). Taps stay inside the pixels the box touches.
 
-    Output rows go in pairs: both rows' vertical passes first, then one horizontal pass that filters the
-    two rows together, sharing each tap's weight and index (the horizontal pass is scalar: 3 interleaved
-    channels, 2-5 taps per output pixel; it is ~3/4 of the kernel's time). Its indices are unsigned so
-    numba emits no negative-index wraparound per load. Measured, docs/loading.md §4: 0.32 -> 0.24 ms per
-    224-px view (kernel alone). The arithmetic is the one-row form's (outputs differ from it by at most
-    1 grey level, where contracted multiply-adds round differently) and stays within 1 grey level of PIL.
-    A fixed-point port of Pillow's arithmetic was 2x slower under numba (docs/loading.md §4).
+    Output rows go in blocks of four: the four rows' vertical passes first, then one horizontal pass
+    that filters them together, sharing each tap's weight load and index arithmetic (the horizontal pass
+    is scalar and ~2/3 of the kernel's time). Measured, docs/loading.md §4: one row per pass 0.32 ms per
+    224-px view, two rows 0.24, four rows (with the three-tap vertical sweeps) 0.17-0.18 against 0.19-0.20
+    for two on the same machine (kernel alone). Scratch for only two rows still works: the block then
+    holds two rows, each filtered twice (slower, same output). Every row's arithmetic is the one-row
+    form's (outputs differ from it by at most 1 grey level, where contracted multiply-adds round
+    differently) and stays within 1 grey level of PIL. A fixed-point port of Pillow's arithmetic was 2x
+    slower under numba (docs/loading.md §4).
 
     Args:
         ys, yn, yw, xs, xn, xw: scratch for the vertical / horizontal coefficients (``filter_coeffs``):
             int64 starts and counts, float32 weights with at least ``max_taps`` columns (xw C-contiguous).
-        row: float32 scratch of at least ``2 * (crop_w + 1) * 3`` values; acc: of at least ``2 * out_w * 3``.
+        row: float32 scratch of at least ``2 * (crop_w + 1) * 3`` values, ``4 * (crop_w + 1) * 3`` for
+            the four-row pass; acc: of at least ``2 * out_w * 3`` (``4 * out_w * 3``).
     """
     ry = int(math.floor(top))                   # the whole pixels the box touches
     rx = int(math.floor(left))
@@ -109,52 +193,39 @@ def resize_crop(src, top, left, crop_h, crop_w, dst, out_h, out_w, flip, ys, yn,
     w3 = rw * 3
     n3 = out_w * 3
     if row.shape[0] < 2 * w3 or acc.shape[0] < 2 * n3:
-        raise ValueError("resize_crop: row needs 2 * 3 * crop width values, acc 2 * 3 * out_w")
+        raise ValueError("resize_crop: row needs 2 * 3 * crop width values, acc 2 * 3 * out_w (4 * 3: faster)")
+    rows = 4 if row.shape[0] >= 4 * w3 and acc.shape[0] >= 4 * n3 else 2
     r0 = row[:w3]
     r1 = row[w3:2 * w3]
     a0 = acc[:n3]
     a1 = acc[n3:2 * n3]
+    if rows == 4:
+        r2 = row[2 * w3:3 * w3]
+        r3 = row[3 * w3:4 * w3]
+        a2 = acc[2 * n3:3 * n3]
+        a3 = acc[3 * n3:4 * n3]
+    else:                                       # a block of two: rows 2 and 3 are rows 0 and 1 again
+        r2 = r0
+        r3 = r1
+        a2 = a0
+        a3 = a1
     base = rx * 3
     kw = xw.shape[1]
     xwf = xw.ravel()
-    one = uint64(1)
-    two = uint64(2)
-    three = uint64(3)
-    for oy in range(0, out_h, 2):
-        oy1 = min(oy + 1, out_h - 1)             # an odd last row is computed twice, written once
+    last = out_h - 1
+    for oy in range(0, out_h, rows):
+        oy1 = min(oy + 1, last)                 # past the last row: the last row again, computed and written twice
         _vertical_row(src, ry + ys[oy], yn[oy], yw[oy], base, w3, r0)
         _vertical_row(src, ry + ys[oy1], yn[oy1], yw[oy1], base, w3, r1)
-        for ox in range(out_w):
-            n = uint64(xn[ox])
-            j = uint64(3 * xs[ox])
-            wi = uint64(ox * kw)
-            c0 = np.float32(0.5)     # +0.5: round to nearest when truncating below
-            c1 = np.float32(0.5)
-            c2 = np.float32(0.5)
-            e0 = np.float32(0.5)
-            e1 = np.float32(0.5)
-            e2 = np.float32(0.5)
-            k = uint64(0)
-            while k < n:
-                wk = xwf[wi + k]
-                c0 += wk * r0[j]
-                c1 += wk * r0[j + one]
-                c2 += wk * r0[j + two]
-                e0 += wk * r1[j]
-                e1 += wk * r1[j + one]
-                e2 += wk * r1[j + two]
-                j += three
-                k += one
-            o = uint64(3 * (out_w - 1 - ox) if flip else 3 * ox)
-            a0[o] = c0
-            a0[o + one] = c1
-            a0[o + two] = c2
-            a1[o] = e0
-            a1[o + one] = e1
-            a1[o + two] = e2
-        d = dst[oy, :n3]
-        for i in range(n3):
-            d[i] = np.uint8(min(max(a0[i], np.float32(0.0)), np.float32(255.0)))
-        d = dst[oy1, :n3]
-        for i in range(n3):
-            d[i] = np.uint8(min(max(a1[i], np.float32(0.0)), np.float32(255.0)))
+        oy2 = oy
+        oy3 = oy1
+        if rows == 4:
+            oy2 = min(oy + 2, last)
+            oy3 = min(oy + 3, last)
+            _vertical_row(src, ry + ys[oy2], yn[oy2], yw[oy2], base, w3, r2)
+            _vertical_row(src, ry + ys[oy3], yn[oy3], yw[oy3], base, w3, r3)
+        _horizontal_rows(r0, r1, r2, r3, a0, a1, a2, a3, xs, xn, xwf, kw, out_w, flip)
+        _store_row(a0, dst[oy, :n3], n3)
+        _store_row(a1, dst[oy1, :n3], n3)
+        _store_row(a2, dst[oy2, :n3], n3)
+        _store_row(a3, dst[oy3, :n3], n3)

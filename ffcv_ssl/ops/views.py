@@ -139,8 +139,8 @@ def render_views(img, height, width, shrink, out, pint, pflt, vi, max_side, taps
     xn = np.empty(max_side, np.int64)
     yw = np.empty((max_side, taps_cap), np.float32)
     xw = np.empty((max_side, taps_cap), np.float32)
-    row = np.empty(2 * 3 * width, np.float32)     # resize_crop filters output rows in pairs
-    acc = np.empty(2 * 3 * max_side, np.float32)
+    row = np.empty(4 * 3 * width, np.float32)     # resize_crop filters output rows four at a time
+    acc = np.empty(4 * 3 * max_side, np.float32)
     taps = np.empty(2 * max_radius + 1, np.float64)
     ring = np.empty((2 * max_radius + 1, 3 * max_side), np.float32)
     vals = np.empty(3 * max_side, np.float32)
