@@ -170,7 +170,7 @@ def resize_crop(src, top, left, crop_h, crop_w, dst, out_h, out_w, flip, ys, yn,
 
     Output rows go in blocks of four: the four rows' vertical passes first, then one horizontal pass
     that filters them together, sharing each tap's weight load and index arithmetic (the horizontal pass
-    is scalar and ~2/3 of the kernel's time). Measured, docs/loading.md §4: one row per pass 0.32 ms per
+    is scalar and over half of the kernel's time). Measured, docs/loading.md §4: one row per pass 0.32 ms per
     224-px view, two rows 0.24, four rows (with the three-tap vertical sweeps) 0.17-0.18 against 0.19-0.20
     for two on the same machine (kernel alone). Scratch for only two rows still works: the block then
     holds two rows, each filtered twice (slower, same output). Every row's arithmetic is the one-row
