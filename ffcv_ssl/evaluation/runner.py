@@ -84,7 +84,8 @@ def extract_features(source: BackboneSource, beton: str, cfg: EvalConfig):
                                 checkpoint_sha256=source.sha256, beton_sha256=beton_sha, arch=source.arch,
                                 pipeline=pipeline, level_names=loader.level_names, num_classes=info.num_classes,
                                 class_names=manifest.class_names if manifest is not None else None,
-                                label_levels=manifest.to_dict()["label_levels"] if manifest is not None else None,
+                                label_levels=({k: v.to_dict() for k, v in manifest.label_levels.items()}
+                                              if manifest is not None else None),
                                 extra={"beton": str(beton), "checkpoint": source.path or "random"})
     with writer, torch.no_grad(), progress_bar("rate") as bar:
         task = bar.add_task(f"features {Path(beton).name}", total=len(loader), rate="")
