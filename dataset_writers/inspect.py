@@ -44,10 +44,10 @@ def verify(path: os.PathLike | str) -> Dict[str, Any]:
 
 
 def summary(path: os.PathLike | str) -> Dict[str, Any]:
-    """The manifest (as its JSON, which ``inspect --json`` prints) plus a few facts read from the file itself."""
+    """The manifest plus a few facts read from the file itself (``inspect --json`` prints the manifest's JSON)."""
     path, manifest = _beton(path)
     return {"beton": str(path), "manifest_file": str(manifest_path(path)), "size_bytes": path.stat().st_size,
-            "manifest": manifest.to_dict()}
+            "manifest": manifest}
 
 
 def sample_grid(path: os.PathLike | str, png: os.PathLike | str, n: int = 16, seed: int = 0, size: int = 160) -> Path:
@@ -163,7 +163,7 @@ def render(info: Dict[str, Any], checks: Optional[Dict[str, Any]] = None) -> Non
 
     from ffcv_ssl.console import console
 
-    m = Manifest.from_dict(info["manifest"], info["manifest_file"])
+    m: Manifest = info["manifest"]
     t = Table(title=f"{info['beton']}", show_header=False, title_justify="left")
     t.add_column("key", style="bold")
     t.add_column("value")

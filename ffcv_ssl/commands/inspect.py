@@ -31,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
     info = summary(args.beton)
     checks = verify(args.beton) if args.verify else None
     if args.json:
-        print(json.dumps({**info, **({"verify": checks} if checks is not None else {})}, indent=1))
+        print(json.dumps({**info, "manifest": info["manifest"].to_dict(),
+                          **({"verify": checks} if checks is not None else {})}, indent=1))
     else:
         render(info, checks)
     if args.corrupt and not args.grid:
