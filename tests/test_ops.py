@@ -26,7 +26,7 @@ from scipy.stats import ks_2samp
 
 from ffcv_ssl.ops import color
 from ffcv_ssl.ops._rng import derive_key
-from ffcv_ssl.ops.blur import gaussian_blur, kernel_size_for
+from ffcv_ssl.ops.blur import gaussian_blur, gaussian_taps, kernel_size_for, scratch_floats
 from ffcv_ssl.ops.crops import random_resized_crop
 from ffcv_ssl.ops.decoder import recipes_to_arrays
 from ffcv_ssl.ops.recipe import ViewConfig
@@ -95,7 +95,7 @@ def blur_ours(img: np.ndarray, kernel: int, sigma: float, solarize_threshold: fl
     r = kernel // 2
     arr = folded(img)
     gaussian_blur(arr, h, w, sigma, r, np.empty(2 * r + 1), np.empty((2 * r + 1, 3 * w), np.float32),
-                  np.empty(3 * w, np.float32), np.empty(3 * w, np.float32), solarize_threshold)
+                  np.empty(3 * w, np.float32), np.empty(3 * (w + 2 * r), np.float32), solarize_threshold)
     return unfolded(arr, h, w)
 
 
@@ -214,6 +214,94 @@ def test_blur_full_size_kernel_23_on_a_224_photo():
         ref = from_tensor(TF.gaussian_blur(to_tensor(img), [23, 23], [sigma, sigma]))
         assert np.abs(ours.astype(int) - ref.astype(int)).max() <= 2
         assert sigma < 1 or psnr(ours, img) < 40          # it did blur
+
+
+def blur_formula(img: np.ndarray, kernel: int, sigma: float, solarize_threshold: float = -1.0) -> np.ndarray:
+    """The blur's arithmetic written out in NumPy float32 (IEEE, no fused multiply-adds): reflect borders,
+    ``acc = w0 * c``, then ``acc = acc + w_t * (a_t + b_t)`` for t = 1..r, rows then columns, round half up.
+    The kernel promises this order (the GPU split's blur reproduces it), so it must match bit for bit."""
+    h, w, _ = img.shape
+    taps = np.empty(2 * (kernel // 2) + 1)
+    r = int(gaussian_taps(sigma, kernel // 2, taps))
+    if h <= r or w <= r:
+        r = min(r, min(h, w) - 1)
+        if r < 1:
+            return img.copy()
+        gaussian_taps(sigma, r, taps)
+    wt = [np.float32(taps[r + t]) for t in range(r + 1)]
+
+    def one_axis(x: np.ndarray, axis: int) -> np.ndarray:
+        n = x.shape[axis]
+        pad = [(0, 0)] * x.ndim
+        pad[axis] = (r, r)
+        p = np.pad(x, pad, mode="reflect")
+        take = lambda s: np.take(p, np.arange(s, s + n), axis=axis)
+        acc = wt[0] * take(r)
+        for t in range(1, r + 1):
+            acc = acc + wt[t] * (take(r - t) + take(r + t))
+        return acc
+
+    acc = one_axis(one_axis(img.astype(np.float32), 1), 0)
+    out = np.clip(acc + np.float32(0.5), np.float32(0.0), np.float32(255.0)).astype(np.uint8)
+    if 0.0 <= solarize_threshold <= 255.0:
+        out = np.where(out.astype(np.float32) >= np.float32(solarize_threshold), 255 - out, out).astype(np.uint8)
+    return out
+
+
+@pytest.mark.parametrize("size", [(224, 224), (40, 96), (96, 40), (13, 7), (3, 9), (2, 2)])
+def test_blur_equals_its_float32_formula_bit_for_bit(size):
+    img = _resized("coffee", size)
+    for sigma, thr in ((0.1, -1.0), (0.3, -1.0), (1.05, 128.0), (2.0, -1.0), (3.5, 0.0)):
+        assert np.array_equal(blur_ours(img, 23, sigma, thr), blur_formula(img, 23, sigma, thr)), (sigma, thr)
+
+
+def test_blur_refuses_scratch_smaller_than_the_widened_row():
+    """The widened row needs ``scratch_floats(w, r)`` floats; a row-sized scratch (the old contract) is refused,
+    not written past its end."""
+    h, w, r = 32, 40, 5
+    arr = folded(_resized("coffee", (h, w)))
+    scratch = (np.empty(2 * r + 1), np.empty((2 * r + 1, 3 * w), np.float32), np.empty(3 * w, np.float32))
+    with pytest.raises(ValueError, match="scratch too small"):
+        gaussian_blur(arr, h, w, 2.0, r, *scratch, np.empty(3 * w, np.float32), -1.0)
+    gaussian_blur(arr, h, w, 2.0, r, *scratch, np.empty(scratch_floats(w, r), np.float32), -1.0)
+
+
+def hue_formula(rgb: np.ndarray, shift: float) -> np.ndarray:
+    """``color.hue``'s arithmetic in NumPy float32 with the modulo written as torchvision writes it,
+    ``k - 6 floor(k / 6)``: the kernel replaces that division by a compare, which must change no pixel."""
+    f32 = np.float32
+    one, six, four, zero = f32(1), f32(6), f32(4), f32(0)
+    r, g, b = (rgb[:, c].astype(f32) * f32(1.0 / 255.0) for c in range(3))
+    maxc = np.maximum(r, np.maximum(g, b))
+    chroma = maxc - np.minimum(r, np.minimum(g, b))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv = np.where(chroma > zero, one / chroma, zero).astype(f32)
+        sat = np.where(maxc > zero, chroma / maxc, zero).astype(f32)
+    rc, gc, bc = (maxc - r) * inv, (maxc - g) * inv, (maxc - b) * inv
+    hh = np.where(maxc == r, bc - gc, np.where(maxc == g, (f32(2) + rc) - bc, (four + gc) - rc)).astype(f32)
+    hh = hh / six + one
+    hh = hh - np.trunc(hh)
+    hh = (hh + f32(shift)) + one
+    hh = (hh - np.trunc(hh)) * six
+    vs = maxc * sat
+    out = np.empty_like(rgb)
+    for c, n in enumerate((5, 3, 1)):
+        k = f32(n) + hh
+        k = k - six * np.trunc(k / six)
+        out[:, c] = ((maxc - vs * np.minimum(np.maximum(np.minimum(k, four - k), zero), one)) * f32(255.999)).astype(np.uint8)
+    return out
+
+
+def test_hue_equals_its_floor_division_formula_on_every_colour():
+    """All 2^24 RGB colours, shifts across [-0.5, 0.5]: the kernel's division-free modulo is exact."""
+    codes = np.arange(1 << 24, dtype=np.uint32)
+    rgb = np.stack([(codes >> 16) & 255, (codes >> 8) & 255, codes & 255], axis=1).astype(np.uint8)
+    for shift in (-0.5, -0.2371, 0.0013, 0.5):
+        for part in np.array_split(np.arange(len(rgb)), 4):
+            chunk = rgb[part]
+            got = chunk.reshape(1, -1).copy()
+            color.hue(got, 1, len(chunk), shift)
+            assert np.array_equal(got.reshape(-1, 3), hue_formula(chunk, shift)), shift
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 torchvision's CPU ``GaussianBlur(23)`` takes 66-74 ms on a 224x224 image (one 2.5 GHz core) and
 FFCV-SSL's blur is not compiled at all. Here: horizontal FIR per row into a ring of float32 rows
-(the interior is one contiguous, vectorised loop: on interleaved RGB the taps are 3 values apart),
-then the vertical combination written straight back into the view. Kernel taps whose weight is
+(one contiguous, vectorised loop: on interleaved RGB the taps are 3 values apart),
+then the vertical combination written straight back into the view. Borders come from a row widened
+by its reflection, so no pixel takes a scalar path. Kernel taps whose weight is
 negligible (beyond 3.5 sigma, < 0.05% of the mass) are dropped, which is why small sigmas are cheap.
 Optionally solarizes while writing (BYOL's second view), saving a pass.
 """
@@ -44,38 +45,39 @@ def _reflect(i, n):
     return i
 
 
+def scratch_floats(w: int, max_radius: int) -> int:
+    """Length of ``gaussian_blur``'s ``fbuf``: one row of ``w`` pixels widened by ``max_radius`` on each side."""
+    return 3 * (w + 2 * max_radius)
+
+
 @njit(cache=True, fastmath=EXACT_MATH)
 def _blur_row(src, dst, fbuf, w, taps, r):
-    """Horizontal pass of one interleaved RGB row (uint8 -> float32 ``dst``), symmetric taps."""
+    """Horizontal pass of one interleaved RGB row (uint8 -> float32 ``dst``), symmetric taps.
+
+    The row is first widened by ``r`` reflected pixels on each side (``fbuf``), so every output value,
+    borders included, comes from the same contiguous, vectorised loop. A per-pixel border loop with
+    reflected indices was 0.06-0.2 ms of a 224-px view (r = 2..7): measured, docs/loading.md §4.
+    Needs ``r < w`` (one reflection).
+    """
     n3 = 3 * w
-    f = fbuf[:n3]
+    p = 3 * r
+    f = fbuf[:n3 + 2 * p]
+    body = f[p:p + n3]
     for i in range(n3):
-        f[i] = src[i]
-    if w > 2 * r:
-        lo = 3 * r
-        m = n3 - 6 * r
-        inner = dst[lo:lo + m]
-        c = f[lo:lo + m]
-        w0 = np.float32(taps[r])
-        for i in range(m):
-            inner[i] = w0 * c[i]
-        for t in range(1, r + 1):
-            wt = np.float32(taps[r + t])
-            a = f[lo - 3 * t:lo - 3 * t + m]
-            b = f[lo + 3 * t:lo + 3 * t + m]
-            for i in range(m):
-                inner[i] += wt * (a[i] + b[i])
-        edges = r
-    else:
-        edges = w
-    for x in range(w):
-        if edges <= x < w - edges:
-            continue
-        for ch in range(3):            # the interior's order of operations (GPU split reproduces it exactly)
-            acc = np.float32(taps[r]) * f[3 * x + ch]
-            for t in range(1, r + 1):
-                acc += np.float32(taps[r + t]) * (f[3 * _reflect(x - t, w) + ch] + f[3 * _reflect(x + t, w) + ch])
-            dst[3 * x + ch] = acc
+        body[i] = src[i]
+    for t in range(1, r + 1):                  # pixel -t is pixel t; pixel w-1+t is pixel w-1-t
+        for ch in range(3):
+            f[p - 3 * t + ch] = body[3 * t + ch]
+            f[p + n3 - 3 + 3 * t + ch] = body[n3 - 3 - 3 * t + ch]
+    w0 = np.float32(taps[r])
+    for i in range(n3):
+        dst[i] = w0 * body[i]
+    for t in range(1, r + 1):                  # the same order of operations as the GPU split's blur
+        wt = np.float32(taps[r + t])
+        a = f[p - 3 * t:p - 3 * t + n3]
+        b = f[p + 3 * t:p + 3 * t + n3]
+        for i in range(n3):
+            dst[i] += wt * (a[i] + b[i])
 
 
 @njit(cache=True, fastmath=EXACT_MATH)
@@ -85,7 +87,8 @@ def gaussian_blur(img, h, w, sigma, max_radius, taps, ring, vals, fbuf, solarize
     Args:
         max_radius: half the kernel size (torchvision pads by kernel_size // 2).
         taps: float64 scratch of ``2 * max_radius + 1``; ring: float32 scratch of
-            ``(2 * max_radius + 1, 3 * w)``; vals, fbuf: float32 scratch of ``3 * w``.
+            ``(2 * max_radius + 1, 3 * w)``; vals: float32 scratch of ``3 * w``; fbuf: float32 scratch of
+            ``scratch_floats(w, max_radius)`` (a row widened by its reflected borders).
         solarize_threshold: if in [0, 255], also solarize (``x >= t -> 255 - x``) while writing.
     """
     r = gaussian_taps(sigma, max_radius, taps)
@@ -95,6 +98,9 @@ def gaussian_blur(img, h, w, sigma, max_radius, taps, ring, vals, fbuf, solarize
             return
         gaussian_taps(sigma, r, taps)
     n3 = 3 * w
+    if fbuf.shape[0] < 3 * (w + 2 * r) or vals.shape[0] < n3 or ring.shape[0] < 2 * r + 1 or ring.shape[1] < n3:
+        raise ValueError("gaussian_blur: scratch too small (fbuf needs scratch_floats(w, max_radius) floats, vals 3 * w, "
+                         "ring (2 * max_radius + 1, 3 * w))")
     size = 2 * r + 1
     solar = 0.0 <= solarize_threshold <= 255.0
     thr = np.float32(solarize_threshold)

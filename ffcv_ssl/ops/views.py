@@ -144,7 +144,7 @@ def render_views(img, height, width, shrink, out, pint, pflt, vi, max_side, taps
     taps = np.empty(2 * max_radius + 1, np.float64)
     ring = np.empty((2 * max_radius + 1, 3 * max_side), np.float32)
     vals = np.empty(3 * max_side, np.float32)
-    fbuf = np.empty(3 * max_side, np.float32)
+    fbuf = np.empty(3 * (max_side + 2 * max_radius), np.float32)   # blur.scratch_floats
     for v in range(pint.shape[0]):
         p = pint[v]
         q = pflt[v]
