@@ -61,7 +61,8 @@ quiet_pip() { "$@" 2> >(grep -v "^WARNING: Location 'file://.*' is ignored" >&2)
 
 install_python() {
   local stamp=".venv/.installed" want
-  want="$(cat setup.py | sha256sum | cut -d' ' -f1)-$("$PY" -c 'import sys; print(sys.version.split()[0])')"
+  # setup.py and the C sources: an edited extension is rebuilt (the editable install builds it in place)
+  want="$(cat setup.py ffcv_ssl/ops/*.c | sha256sum | cut -d' ' -f1)-$("$PY" -c 'import sys; print(sys.version.split()[0])')"
   if [ -x .venv/bin/python ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return 0; fi
   log "creating .venv with $PY and installing ffcv-ssl (first time: a few minutes; ffcv compiles from source)"
   [ -x .venv/bin/python ] || "$PY" -m venv .venv

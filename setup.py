@@ -2,7 +2,7 @@
 import re
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
 
 HERE = Path(__file__).parent
 VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "ffcv_ssl" / "_version.py").read_text()).group(1)
@@ -52,6 +52,9 @@ setup(
     package_dir={"ffcv_ssl.slurm": "slurm", "ffcv_ssl.configs": "configs"},
     package_data={"ffcv_ssl.data": ["*.yaml"], "ffcv_ssl.slurm": ["cluster.sh"],
                   **{pkg: ["*.yaml"] for pkg in CONFIG_PACKAGES}},
+    # the resize's horizontal pass with AVX2 + FMA (ffcv_ssl/ops/_hresize.c), called from numba by address;
+    # dispatched at run time, so the build needs no special flags and other CPUs use the numba kernel
+    ext_modules=[Extension("ffcv_ssl.ops._hresize", ["ffcv_ssl/ops/_hresize.c"], extra_compile_args=["-O3"])],
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": ["pytest==9.2.0", "pytest-timeout==2.4.0"]},
     entry_points={"console_scripts": ["ffcv-ssl = ffcv_ssl.cli:main"]},

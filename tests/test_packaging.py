@@ -44,6 +44,12 @@ def test_wheel_ships_every_module_and_data_file(wheel_names):
     assert not missing, f"missing from the wheel: {missing}"
 
 
+def test_wheel_ships_the_compiled_resize_pass(wheel_names):
+    """The SIMD horizontal resize pass is a compiled extension: a wheel without it would fall back to the
+    slower numba pass without a word."""
+    assert any(n.startswith("ffcv_ssl/ops/_hresize") and n.endswith((".so", ".pyd")) for n in wheel_names)
+
+
 def test_every_package_directory_is_a_package():
     """find_packages skips a folder without __init__.py: its modules would silently be left out of the wheel."""
     bad = [str(d.relative_to(REPO)) for top in ("ffcv_ssl", "dataset_writers", "slurm")

@@ -139,7 +139,7 @@ def render_views(img, height, width, shrink, out, pint, pflt, vi, max_side, taps
     xn = np.empty(max_side, np.int64)
     yw = np.empty((max_side, taps_cap), np.float32)
     xw = np.empty((max_side, taps_cap), np.float32)
-    row = np.empty(4 * 3 * width, np.float32)     # resize_crop filters output rows four at a time
+    row = np.empty(4 * 3 * width + 4, np.float32)  # four rows at a time, + slack for the SIMD pass's 4-float loads
     acc = np.empty(4 * 3 * max_side, np.float32)
     taps = np.empty(2 * max_radius + 1, np.float64)
     ring = np.empty((2 * max_radius + 1, 3 * max_side), np.float32)
