@@ -537,6 +537,45 @@ def test_simd_horizontal_pass_equals_the_numba_pass():
             assert np.abs(ours.astype(int) - ref.astype(int)).max() <= 1, where
 
 
+def test_numba_fallback_of_the_simd_symbol_equals_the_c_pass():
+    """On CPUs without AVX2 the symbol the compiled resize calls points at a numba callback instead of the C
+    pass; both take the same arguments (float rows in, uint8 rows out) and give the same bytes within 1 level."""
+    import ctypes
+
+    from ffcv_ssl.ops import resize
+
+    rng = np.random.default_rng(5)
+    for rw, out_w, flip in ((300, 224, 0), (451, 97, 1), (40, 224, 1), (7, 3, 0), (1, 5, 1)):
+        w3 = 3 * rw
+        rows = (rng.random(4 * w3 + 1) * 255).astype(np.float32)
+        taps = max_taps(rw, out_w)
+        xs, xn = np.empty(out_w, np.int64), np.empty(out_w, np.int64)
+        xw = np.empty((out_w, taps), np.float32)
+        resize.filter_coeffs(rw, out_w, xs, xn, xw, 0.0, float(rw))
+        args = [rows.ctypes.data + 4 * k * w3 for k in range(4)]
+        outs = []
+        for fn in (resize._hresize_rows4_numba.ctypes, resize._SIMD_ADDRESS):
+            if fn is None:
+                continue
+            if not callable(fn):
+                fn = ctypes.CFUNCTYPE(ctypes.c_int64, *[ctypes.c_uint64] * 11, *[ctypes.c_int64] * 4)(fn)
+            d = np.full((4, 3 * out_w + 8), 7, np.uint8)
+            fn(*args, *[d[k].ctypes.data for k in range(4)], xs.ctypes.data, xn.ctypes.data, xw.ctypes.data,
+               w3, taps, out_w, flip)
+            assert (d[:, 3 * out_w:] == 7).all()                  # nothing written past the row
+            outs.append(d[:, :3 * out_w].astype(int))
+        want = np.stack([np.clip(np.floor(0.5 + np.array([[sum(xw[o, k] * rows[r * w3 + 3 * (xs[o] + k) + c]
+                                                                   for k in range(xn[o])) for c in range(3)]
+                                                         for o in range(out_w)]).reshape(-1)), 0, 255)
+                         for r in range(4)])
+        if flip:
+            want = want.reshape(4, out_w, 3)[:, ::-1].reshape(4, -1)
+        for got in outs:
+            assert np.abs(got - want).max() <= 1, (rw, out_w, flip)
+        if len(outs) == 2:
+            assert np.abs(outs[0] - outs[1]).max() <= 1
+
+
 def test_simd_pass_is_built_and_used_where_the_cpu_has_it():
     """The extension is part of the install: on an x86 CPU with AVX2 and FMA the resize must use it (a build
     that silently lost it would only show up as a slower benchmark)."""

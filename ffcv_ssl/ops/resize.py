@@ -159,12 +159,19 @@ def _horizontal_rows(r0, r1, r2, r3, a0, a1, a2, a3, xs, xn, xwf, kw, out_w, fli
         a3[o + two] = h2
 
 
+@njit(cache=True, fastmath=True, inline="always")
+def _store_row(a, d, n3):
+    """``d[:n3] = uint8(clip(a[:n3]))``, a whole row at once (vectorised)."""
+    for i in range(n3):
+        d[i] = np.uint8(min(max(a[i], np.float32(0.0)), np.float32(255.0)))
+
+
 # ------------------------------------------------------------------ the SIMD horizontal pass (C, AVX2 + FMA)
 # ``_hresize.c`` filters the four rows with 256-bit multiply-adds; numba calls it by address. Where the
 # extension is missing or the CPU lacks AVX2/FMA, the same symbol points at a numba callback that runs
 # ``_horizontal_rows``, so compiled (and cached) callers link either way and compute the same values.
 _U = types.uint64
-HRESIZE_SIG = types.int64(_U, _U, _U, _U, _U, _U, _U, _U,      # rows r0..r3, outputs a0..a3 (float32)
+HRESIZE_SIG = types.int64(_U, _U, _U, _U, _U, _U, _U, _U,      # rows r0..r3 (float32), outputs d0..d3 (uint8)
                           _U, _U, _U,                          # xs, xn (int64), xw (float32, C order)
                           types.int64, types.int64, types.int64, types.int64)   # w3, kw, out_w, flip
 
@@ -184,17 +191,22 @@ def _pointer_intrinsic(dtype):
 
 _as_f32 = _pointer_intrinsic(types.float32)
 _as_i64 = _pointer_intrinsic(types.int64)
+_as_u8 = _pointer_intrinsic(types.uint8)
 
 
 @cfunc(HRESIZE_SIG, cache=True)
-def _hresize_rows4_numba(p_r0, p_r1, p_r2, p_r3, p_a0, p_a1, p_a2, p_a3, p_xs, p_xn, p_xw, w3, kw, out_w, flip):
+def _hresize_rows4_numba(p_r0, p_r1, p_r2, p_r3, p_d0, p_d1, p_d2, p_d3, p_xs, p_xn, p_xw, w3, kw, out_w, flip):
     n3 = 3 * out_w
+    acc = np.empty((4, n3), np.float32)
     _horizontal_rows(numba.carray(_as_f32(p_r0), (w3,)), numba.carray(_as_f32(p_r1), (w3,)),
                      numba.carray(_as_f32(p_r2), (w3,)), numba.carray(_as_f32(p_r3), (w3,)),
-                     numba.carray(_as_f32(p_a0), (n3,)), numba.carray(_as_f32(p_a1), (n3,)),
-                     numba.carray(_as_f32(p_a2), (n3,)), numba.carray(_as_f32(p_a3), (n3,)),
+                     acc[0], acc[1], acc[2], acc[3],
                      numba.carray(_as_i64(p_xs), (out_w,)), numba.carray(_as_i64(p_xn), (out_w,)),
                      numba.carray(_as_f32(p_xw), (out_w * kw,)), kw, out_w, flip != 0)
+    _store_row(acc[0], numba.carray(_as_u8(p_d0), (n3,)), n3)
+    _store_row(acc[1], numba.carray(_as_u8(p_d1), (n3,)), n3)
+    _store_row(acc[2], numba.carray(_as_u8(p_d2), (n3,)), n3)
+    _store_row(acc[3], numba.carray(_as_u8(p_d3), (n3,)), n3)
     return 0
 
 
@@ -211,16 +223,9 @@ def _load_simd():
 
 
 _SIMD_ADDRESS, SIMD_HORIZONTAL = _load_simd()
-_HRESIZE_SYMBOL = "ffcv_ssl_hresize_rows4_v1"
+_HRESIZE_SYMBOL = "ffcv_ssl_hresize_rows4_u8"
 llvm.add_symbol(_HRESIZE_SYMBOL, _SIMD_ADDRESS if SIMD_HORIZONTAL else _hresize_rows4_numba.address)
 hresize_rows4 = types.ExternalFunction(_HRESIZE_SYMBOL, HRESIZE_SIG)
-
-
-@njit(cache=True, fastmath=True, inline="always")
-def _store_row(a, d, n3):
-    """``d[:n3] = uint8(clip(a[:n3]))``, a whole row at once (vectorised)."""
-    for i in range(n3):
-        d[i] = np.uint8(min(max(a[i], np.float32(0.0)), np.float32(255.0)))
 
 
 @njit(cache=True, fastmath=True)
@@ -279,7 +284,7 @@ def resize_crop(src, top, left, crop_h, crop_w, dst, out_h, out_w, flip, ys, yn,
     xwf = xw.ravel()
     # the SIMD pass reads 4 floats per pixel: one float of slack after the last row (render_views allocates
     # it); it also needs the blocks of four and contiguous int64 starts/counts
-    simd = rows == 4 and row.shape[0] > 4 * w3 and xs.strides[0] == 8 and xn.strides[0] == 8
+    simd = rows == 4 and row.shape[0] > 4 * w3 and xs.strides[0] == 8 and xn.strides[0] == 8 and dst.strides[1] == 1
     last = out_h - 1
     for oy in range(0, out_h, rows):
         oy1 = min(oy + 1, last)                 # past the last row: the last row again, computed and written twice
@@ -292,12 +297,12 @@ def resize_crop(src, top, left, crop_h, crop_w, dst, out_h, out_w, flip, ys, yn,
             oy3 = min(oy + 3, last)
             _vertical_row(src, ry + ys[oy2], yn[oy2], yw[oy2], base, w3, r2)
             _vertical_row(src, ry + ys[oy3], yn[oy3], yw[oy3], base, w3, r3)
-        if simd:
-            hresize_rows4(r0.ctypes.data, r1.ctypes.data, r2.ctypes.data, r3.ctypes.data, a0.ctypes.data,
-                          a1.ctypes.data, a2.ctypes.data, a3.ctypes.data, xs.ctypes.data, xn.ctypes.data,
-                          xwf.ctypes.data, w3, kw, out_w, 1 if flip else 0)
-        else:
-            _horizontal_rows(r0, r1, r2, r3, a0, a1, a2, a3, xs, xn, xwf, kw, out_w, flip)
+        if simd:                                # filtered and stored as uint8 in one pass
+            hresize_rows4(r0.ctypes.data, r1.ctypes.data, r2.ctypes.data, r3.ctypes.data, dst[oy].ctypes.data,
+                          dst[oy1].ctypes.data, dst[oy2].ctypes.data, dst[oy3].ctypes.data, xs.ctypes.data,
+                          xn.ctypes.data, xwf.ctypes.data, w3, kw, out_w, 1 if flip else 0)
+            continue
+        _horizontal_rows(r0, r1, r2, r3, a0, a1, a2, a3, xs, xn, xwf, kw, out_w, flip)
         _store_row(a0, dst[oy, :n3], n3)
         _store_row(a1, dst[oy1, :n3], n3)
         _store_row(a2, dst[oy2, :n3], n3)
