@@ -73,9 +73,9 @@ int64_t ffcv_ssl_hresize_rows4(uint64_t p_r0, uint64_t p_r1, uint64_t p_r2, uint
             c23 = _mm256_fmadd_ps(wk, _mm256_loadu2_m128(r3 + j, r2 + j), c23);
         }
         /* uint8(min(max(x, 0), 255)) of the numba store: truncate, then saturate 32 -> 16 -> 8 bits */
-        __m256i q01 = _mm256_cvttps_epi32(c01), q23 = _mm256_cvttps_epi32(c23);
-        q01 = _mm256_packus_epi16(_mm256_packs_epi32(q01, q01), _mm256_packs_epi32(q01, q01));
-        q23 = _mm256_packus_epi16(_mm256_packs_epi32(q23, q23), _mm256_packs_epi32(q23, q23));
+        const __m256i w01 = _mm256_packs_epi32(_mm256_cvttps_epi32(c01), _mm256_cvttps_epi32(c01));
+        const __m256i w23 = _mm256_packs_epi32(_mm256_cvttps_epi32(c23), _mm256_cvttps_epi32(c23));
+        const __m256i q01 = _mm256_packus_epi16(w01, w01), q23 = _mm256_packus_epi16(w23, w23);
         const int64_t o = 3 * i;
         const int last = i + 1 == out_w;
         store_pixel(d0 + o, _mm256_castsi256_si128(q01), last);

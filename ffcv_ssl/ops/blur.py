@@ -45,7 +45,8 @@ def _reflect(i, n):
     return i
 
 
-def scratch_floats(w: int, max_radius: int) -> int:
+@njit(cache=True)
+def scratch_floats(w, max_radius):
     """Length of ``gaussian_blur``'s ``fbuf``: one row of ``w`` pixels widened by ``max_radius`` on each side."""
     return 3 * (w + 2 * max_radius)
 
@@ -98,7 +99,7 @@ def gaussian_blur(img, h, w, sigma, max_radius, taps, ring, vals, fbuf, solarize
             return
         gaussian_taps(sigma, r, taps)
     n3 = 3 * w
-    if fbuf.shape[0] < 3 * (w + 2 * r) or vals.shape[0] < n3 or ring.shape[0] < 2 * r + 1 or ring.shape[1] < n3:
+    if fbuf.shape[0] < scratch_floats(w, r) or vals.shape[0] < n3 or ring.shape[0] < 2 * r + 1 or ring.shape[1] < n3:
         raise ValueError("gaussian_blur: scratch too small (fbuf needs scratch_floats(w, max_radius) floats, vals 3 * w, "
                          "ring (2 * max_radius + 1, 3 * w))")
     size = 2 * r + 1

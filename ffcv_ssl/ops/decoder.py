@@ -26,7 +26,7 @@ from ffcv.pipeline.operation import Operation
 from ffcv.pipeline.state import State
 
 from .blur import kernel_size_for
-from .jpeg import address_as_bytes
+from .pointers import address_as_bytes
 from .recipe import ViewConfig
 from .resize import max_taps
 from .views import (CROP_CENTER, CROP_FULL, CROP_RANDOM, F_BLUR_P, F_BRIGHT, F_CENTER, F_CONTRAST, F_FLIP_P,

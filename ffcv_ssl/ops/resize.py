@@ -21,7 +21,8 @@ import llvmlite.binding as llvm
 import numba
 import numpy as np
 from numba import cfunc, njit, types, uint64
-from numba.core.extending import intrinsic
+
+from .pointers import address_as_voidptr
 
 
 @njit(cache=True)
@@ -169,44 +170,26 @@ def _store_row(a, d, n3):
 # ------------------------------------------------------------------ the SIMD horizontal pass (C, AVX2 + FMA)
 # ``_hresize.c`` filters the four rows with 256-bit multiply-adds; numba calls it by address. Where the
 # extension is missing or the CPU lacks AVX2/FMA, the same symbol points at a numba callback that runs
-# ``_horizontal_rows``, so compiled (and cached) callers link either way and compute the same values.
+# ``_horizontal_rows`` and the uint8 store: ``resize_crop`` then takes its inline numba path anyway, but a
+# compiled caller cached where the C pass was present still links and computes the same values.
 _U = types.uint64
 HRESIZE_SIG = types.int64(_U, _U, _U, _U, _U, _U, _U, _U,      # rows r0..r3 (float32), outputs d0..d3 (uint8)
                           _U, _U, _U,                          # xs, xn (int64), xw (float32, C order)
                           types.int64, types.int64, types.int64, types.int64)   # w3, kw, out_w, flip
 
 
-def _pointer_intrinsic(dtype):
-    ptr = types.CPointer(dtype)
-
-    def impl(typingctx, address):
-        if isinstance(address, types.Integer):
-            def codegen(context, builder, signature, args):
-                return builder.inttoptr(args[0], context.get_value_type(ptr))
-            return ptr(address), codegen
-        return None
-    impl.__name__ = f"address_as_{dtype}"
-    return intrinsic(impl)
-
-
-_as_f32 = _pointer_intrinsic(types.float32)
-_as_i64 = _pointer_intrinsic(types.int64)
-_as_u8 = _pointer_intrinsic(types.uint8)
-
-
 @cfunc(HRESIZE_SIG, cache=True)
 def _hresize_rows4_numba(p_r0, p_r1, p_r2, p_r3, p_d0, p_d1, p_d2, p_d3, p_xs, p_xn, p_xw, w3, kw, out_w, flip):
     n3 = 3 * out_w
-    acc = np.empty((4, n3), np.float32)
-    _horizontal_rows(numba.carray(_as_f32(p_r0), (w3,)), numba.carray(_as_f32(p_r1), (w3,)),
-                     numba.carray(_as_f32(p_r2), (w3,)), numba.carray(_as_f32(p_r3), (w3,)),
-                     acc[0], acc[1], acc[2], acc[3],
-                     numba.carray(_as_i64(p_xs), (out_w,)), numba.carray(_as_i64(p_xn), (out_w,)),
-                     numba.carray(_as_f32(p_xw), (out_w * kw,)), kw, out_w, flip != 0)
-    _store_row(acc[0], numba.carray(_as_u8(p_d0), (n3,)), n3)
-    _store_row(acc[1], numba.carray(_as_u8(p_d1), (n3,)), n3)
-    _store_row(acc[2], numba.carray(_as_u8(p_d2), (n3,)), n3)
-    _store_row(acc[3], numba.carray(_as_u8(p_d3), (n3,)), n3)
+    f32 = np.float32
+    rows = [numba.carray(address_as_voidptr(p), (w3,), f32) for p in (p_r0, p_r1, p_r2, p_r3)]
+    acc = np.empty((4, n3), f32)
+    _horizontal_rows(rows[0], rows[1], rows[2], rows[3], acc[0], acc[1], acc[2], acc[3],
+                     numba.carray(address_as_voidptr(p_xs), (out_w,), np.int64),
+                     numba.carray(address_as_voidptr(p_xn), (out_w,), np.int64),
+                     numba.carray(address_as_voidptr(p_xw), (out_w * kw,), f32), kw, out_w, flip != 0)
+    for k, p in enumerate((p_d0, p_d1, p_d2, p_d3)):
+        _store_row(acc[k], numba.carray(address_as_voidptr(p), (n3,), np.uint8), n3)
     return 0
 
 
@@ -283,8 +266,10 @@ def resize_crop(src, top, left, crop_h, crop_w, dst, out_h, out_w, flip, ys, yn,
     kw = xw.shape[1]
     xwf = xw.ravel()
     # the SIMD pass reads 4 floats per pixel: one float of slack after the last row (render_views allocates
-    # it); it also needs the blocks of four and contiguous int64 starts/counts
-    simd = rows == 4 and row.shape[0] > 4 * w3 and xs.strides[0] == 8 and xn.strides[0] == 8 and dst.strides[1] == 1
+    # it); it also needs the blocks of four and contiguous int64 starts/counts. Without it (no AVX2/FMA, or
+    # no extension) the inline numba pass runs, with the caller's scratch.
+    simd = (SIMD_HORIZONTAL and rows == 4 and row.shape[0] > 4 * w3 and xs.strides[0] == 8 and xn.strides[0] == 8
+            and dst.strides[1] == 1)
     last = out_h - 1
     for oy in range(0, out_h, rows):
         oy1 = min(oy + 1, last)                 # past the last row: the last row again, computed and written twice

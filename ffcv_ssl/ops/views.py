@@ -11,8 +11,9 @@ import numba
 from numba import cfunc, njit, prange, types
 
 from ._rng import derive_key, uniform
-from .jpeg import address_as_bytes, address_as_voidptr, imdecode
-from .blur import gaussian_blur
+from .jpeg import imdecode
+from .pointers import address_as_bytes, address_as_voidptr
+from .blur import gaussian_blur, scratch_floats
 from .color import color_jitter, grayscale, solarize
 from .crops import center_crop, random_resized_crop
 from .resize import resize_crop
@@ -144,7 +145,7 @@ def render_views(img, height, width, shrink, out, pint, pflt, vi, max_side, taps
     taps = np.empty(2 * max_radius + 1, np.float64)
     ring = np.empty((2 * max_radius + 1, 3 * max_side), np.float32)
     vals = np.empty(3 * max_side, np.float32)
-    fbuf = np.empty(3 * (max_side + 2 * max_radius), np.float32)   # blur.scratch_floats
+    fbuf = np.empty(scratch_floats(max_side, max_radius), np.float32)
     for v in range(pint.shape[0]):
         p = pint[v]
         q = pflt[v]
